@@ -1,0 +1,46 @@
+/* config: typed access to environment variables with validation. */
+#include "config.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <strings.h>
+
+const char *config_str(const char *name, const char *fallback)
+{
+  const char *value = getenv(name);
+  return value && *value ? value : fallback;
+}
+
+long config_long(const char *name, long fallback, long min, long max)
+{
+  const char *value = getenv(name);
+  if (!value || !*value)
+    return fallback;
+  char *end = NULL;
+  errno = 0;
+  long number = strtol(value, &end, 10);
+  if (errno || *end || number < min || number > max) {
+    log_msg(LOG_WARN, "config_invalid", "%s must be an integer in [%ld, %ld]; using %ld",
+            name, min, max, fallback);
+    return fallback;
+  }
+  return number;
+}
+
+bool config_bool(const char *name, bool fallback)
+{
+  const char *value = getenv(name);
+  if (!value || !*value)
+    return fallback;
+  if (!strcasecmp(value, "1") || !strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
+      !strcasecmp(value, "on"))
+    return true;
+  if (!strcasecmp(value, "0") || !strcasecmp(value, "false") || !strcasecmp(value, "no") ||
+      !strcasecmp(value, "off"))
+    return false;
+  log_msg(LOG_WARN, "config_invalid", "%s must be true or false; using %s", name,
+          fallback ? "true" : "false");
+  return fallback;
+}

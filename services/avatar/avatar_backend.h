@@ -1,0 +1,45 @@
+/* avatar_backend: the one interface every talking-head renderer implements. */
+#ifndef AVATAR_BACKEND_H
+#define AVATAR_BACKEND_H
+
+#include "speech.h"
+#include "stage_error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct avatar_backend avatar_backend_t;
+
+typedef struct {
+  const uint8_t *audio;        /* encoded speech file (WAV, MP3, ...) */
+  size_t audio_size;
+  const char *audio_mime;
+  const phoneme_t *phonemes;   /* may be NULL: then lip sync comes from the audio */
+  size_t phoneme_count;
+  const char *text;            /* the spoken sentence(s) */
+  const char *character;       /* NULL or "" = default */
+} avatar_input_t;
+
+typedef struct {
+  uint8_t *video;              /* malloc'd encoded file, or NULL when `url` is set */
+  size_t video_size;
+  char mime[32];               /* "video/mp4" */
+  char *url;                   /* malloc'd remote result URL, or NULL */
+  uint32_t duration_ms;
+} avatar_output_t;
+
+/* Frees what a backend put in `out` and zeroes it. */
+void avatar_output_release(avatar_output_t *out);
+
+struct avatar_backend {
+  const char *name;
+  int (*render)(avatar_backend_t *self, const avatar_input_t *in, avatar_output_t *out,
+                stage_error_t *err);
+  void (*destroy)(avatar_backend_t **self_p);
+};
+
+/* Offline default: the drawn 2D character, encoded with libavcodec
+ * (AVATAR_SIZE, AVATAR_FPS). */
+avatar_backend_t *avatar_local_new(stage_error_t *err);
+
+#endif
