@@ -1,0 +1,252 @@
+/* kb: the offline chat backend. Answers from the knowledge base (KNOWLEDGE_FILE)
+ * by BM25 retrieval over each entry's phrasings and answer, with small talk, a
+ * confidence threshold below which the polite fallback answers, and follow-ups
+ * ("and on saturday?") read together with the previous question. */
+#include "bm25.h"
+#include "chat_backend.h"
+#include "config.h"
+#include "knowledge.h"
+#include "log.h"
+#include "text.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Share of a question's weighted IDF mass an entry must explain to be the answer.
+ * Half: "is delivery free" is fully explained, "what's the capital of france" not
+ * at all, "do you sell televisions" only by "sell". */
+#define TOPIC_MIN_COVERAGE 0.5
+/* ... and the entry's closest phrasing must be at least this much in the question. */
+#define PHRASING_MIN_COVERAGE 0.4
+/* Small talk answers first only when it explains nearly all of the utterance, so
+ * "hi, when are you open?" is about the hours, while "good morning" is a greeting. */
+#define SMALL_TALK_SURE_COVERAGE 0.8
+/* ... and last, when no topic fits but the utterance is mostly small talk. */
+#define SMALL_TALK_MIN_COVERAGE 0.5
+/* An answer mentions many things in passing; its words count less than a phrasing's. */
+#define ANSWER_WEIGHT 0.5
+/* Words borrowed from the previous question count half, so the new words decide. */
+#define CONTEXT_WEIGHT 0.5
+
+typedef struct {
+  chat_backend_t base;          /* first, so a chat_backend_t * is a chat_kb_t * */
+  knowledge_t *knowledge;
+  bm25_index_t *topics;         /* entries: phrasings and answers, stop words dropped */
+  bm25_index_t *small_talk;     /* small talk phrasings, stop words kept */
+  text_terms_t assistant_name;  /* "ava": ignored in questions, "hi ava" is "hi" */
+} chat_kb_t;
+
+/* A weighted query; `terms` owns the strings `items` point to. */
+typedef struct {
+  text_terms_t terms;
+  bm25_query_term_t *items;
+  size_t count;
+  size_t capacity;
+} query_t;
+
+static void query_clear(query_t *query)
+{
+  text_terms_clear(&query->terms);
+  free(query->items);
+  memset(query, 0, sizeof *query);
+}
+
+/* Adds `term` at `weight`; a term already present keeps the larger weight. */
+static int query_push(query_t *query, const char *term, double weight)
+{
+  for (size_t i = 0; i < query->count; i++)
+    if (strcmp(query->items[i].term, term) == 0) {
+      if (weight > query->items[i].weight)
+        query->items[i].weight = weight;
+      return 0;
+    }
+  if (query->count == query->capacity) {
+    size_t capacity = query->capacity ? query->capacity * 2 : 16;
+    bm25_query_term_t *items = realloc(query->items, capacity * sizeof *items);
+    if (!items)
+      return -1;
+    query->items = items;
+    query->capacity = capacity;
+  }
+  if (text_terms_push(&query->terms, term) < 0)
+    return -1;
+  query->items[query->count].term = query->terms.items[query->terms.count - 1];
+  query->items[query->count].weight = weight;
+  query->count++;
+  return 0;
+}
+
+/* Adds the terms of `text` for a search of `index`. For topics, words only small
+ * talk knows ("hello", "thanks") are left out: they say nothing about the topic
+ * and would read as unknown words, hiding a real question behind a greeting. */
+static int query_add_text(const chat_kb_t *self, query_t *query, const char *text,
+                          const bm25_index_t *index, double weight)
+{
+  bool for_topics = index == self->topics;
+  text_terms_t terms = { 0 };
+  int rc = text_terms_append(&terms, text, for_topics ? TEXT_DROP_STOP_WORDS : TEXT_KEEP_STOP_WORDS);
+  for (size_t i = 0; rc == 0 && i < terms.count; i++) {
+    const char *term = terms.items[i];
+    if (text_terms_contains(&self->assistant_name, term))
+      continue;
+    if (for_topics && !bm25_index_knows(self->topics, term) &&
+        bm25_index_knows(self->small_talk, term))
+      continue;
+    rc = query_push(query, term, weight);
+  }
+  text_terms_clear(&terms);
+  return rc;
+}
+
+/* Best entry of `index` for `question`, optionally read with `context` (an earlier
+ * question) at CONTEXT_WEIGHT. */
+static int best_match(const chat_kb_t *self, const bm25_index_t *index, size_t entry_count,
+                      const char *question, const char *context, bm25_match_t *match)
+{
+  query_t query = { 0 };
+  int rc = query_add_text(self, &query, question, index, 1.0);
+  if (rc == 0 && context)
+    rc = query_add_text(self, &query, context, index, CONTEXT_WEIGHT);
+  if (rc == 0)
+    rc = bm25_index_best(index, query.items, query.count, entry_count, ANSWER_WEIGHT, match);
+  query_clear(&query);
+  return rc;
+}
+
+static bool is_confident(const bm25_match_t *match)
+{
+  return match->entry >= 0 && match->coverage >= TOPIC_MIN_COVERAGE &&
+         match->phrasing_coverage >= PHRASING_MIN_COVERAGE;
+}
+
+static const char *previous_user_turn(const chat_turn_t *history, size_t history_len)
+{
+  for (size_t i = history_len; history && i > 0; i--) {
+    const chat_turn_t *turn = &history[i - 1];
+    if (turn->role && turn->text && strcmp(turn->role, "user") == 0)
+      return turn->text;
+  }
+  return NULL;
+}
+
+/* Picks the answer text (owned by the knowledge base) for `question`. */
+static int choose_answer(const chat_kb_t *self, const char *question, const chat_turn_t *history,
+                         size_t history_len, const char **answer)
+{
+  const knowledge_t *knowledge = self->knowledge;
+  bm25_match_t small_talk, topic;
+  if (best_match(self, self->small_talk, knowledge->small_talk_count, question, NULL,
+                 &small_talk) < 0)
+    return -1;
+  if (small_talk.entry >= 0 && small_talk.coverage >= SMALL_TALK_SURE_COVERAGE) {
+    *answer = knowledge->small_talk[small_talk.entry].answer;
+    return 0;
+  }
+  if (best_match(self, self->topics, knowledge->entry_count, question, NULL, &topic) < 0)
+    return -1;
+  const char *previous = previous_user_turn(history, history_len);
+  if (previous && (!is_confident(&topic) || text_is_follow_up(question))) {
+    bm25_match_t in_context;
+    if (best_match(self, self->topics, knowledge->entry_count, question, previous,
+                   &in_context) < 0)
+      return -1;
+    if (is_confident(&in_context))
+      topic = in_context;
+  }
+  if (is_confident(&topic))
+    *answer = knowledge->entries[topic.entry].answer;
+  else if (small_talk.entry >= 0 && small_talk.coverage >= SMALL_TALK_MIN_COVERAGE)
+    *answer = knowledge->small_talk[small_talk.entry].answer;
+  else
+    *answer = knowledge->fallback;
+  return 0;
+}
+
+static int kb_reply(chat_backend_t *base, const char *question, const chat_turn_t *history,
+                    size_t history_len, char **reply, stage_error_t *err)
+{
+  const chat_kb_t *self = (const chat_kb_t *) base;
+  const char *answer = NULL;
+  if (choose_answer(self, question ? question : "", history, history_len, &answer) < 0)
+    return stage_error_set(err, "backend_error", "Out of memory while looking up the answer.");
+  *reply = strdup(answer);
+  if (!*reply)
+    return stage_error_set(err, "backend_error", "Out of memory while copying the answer.");
+  return 0;
+}
+
+static void kb_destroy(chat_backend_t **self_p)
+{
+  if (!self_p || !*self_p)
+    return;
+  chat_kb_t *self = (chat_kb_t *) *self_p;
+  knowledge_destroy(&self->knowledge);
+  bm25_index_destroy(&self->topics);
+  bm25_index_destroy(&self->small_talk);
+  text_terms_clear(&self->assistant_name);
+  free(self);
+  *self_p = NULL;
+}
+
+/* Indexes every phrasing of `entries` (and, when `with_answers`, every answer). */
+static int index_entries(bm25_index_t *index, const knowledge_entry_t *entries, size_t count,
+                         text_mode_t mode, bool with_answers)
+{
+  int rc = 0;
+  for (size_t e = 0; rc == 0 && e < count; e++)
+    for (size_t q = 0; rc == 0 && q <= entries[e].question_count; q++) {
+      bool is_answer = q == entries[e].question_count;
+      if (is_answer && !with_answers)
+        break;
+      text_terms_t terms = { 0 };
+      rc = text_terms_append(&terms, is_answer ? entries[e].answer : entries[e].questions[q], mode);
+      if (rc == 0)
+        rc = bm25_index_add(index, e, is_answer, &terms);
+      text_terms_clear(&terms);
+    }
+  return rc;
+}
+
+static int build_indexes(chat_kb_t *self)
+{
+  const knowledge_t *knowledge = self->knowledge;
+  self->topics = bm25_index_new();
+  self->small_talk = bm25_index_new();
+  if (!self->topics || !self->small_talk)
+    return -1;
+  if (index_entries(self->topics, knowledge->entries, knowledge->entry_count,
+                    TEXT_DROP_STOP_WORDS, true) < 0 ||
+      index_entries(self->small_talk, knowledge->small_talk, knowledge->small_talk_count,
+                    TEXT_KEEP_STOP_WORDS, false) < 0)
+    return -1;
+  bm25_index_finish(self->topics);
+  bm25_index_finish(self->small_talk);
+  return text_terms_append(&self->assistant_name, knowledge->assistant, TEXT_KEEP_STOP_WORDS);
+}
+
+chat_backend_t *chat_kb_new(stage_error_t *err)
+{
+  const char *path = config_str("KNOWLEDGE_FILE", CHAT_KNOWLEDGE_DEFAULT);
+  knowledge_t *knowledge = knowledge_load(path, err);
+  if (!knowledge)
+    return NULL;
+  chat_kb_t *self = calloc(1, sizeof *self);
+  if (!self) {
+    knowledge_destroy(&knowledge);
+    stage_error_set(err, "backend_error", "Out of memory while loading the knowledge base.");
+    return NULL;
+  }
+  self->base.name = "kb";
+  self->base.reply = kb_reply;
+  self->base.destroy = kb_destroy;
+  self->knowledge = knowledge;
+  if (build_indexes(self) < 0) {
+    chat_backend_t *base = &self->base;
+    kb_destroy(&base);
+    stage_error_set(err, "backend_error", "Out of memory while indexing the knowledge base.");
+    return NULL;
+  }
+  log_msg(LOG_INFO, "knowledge_loaded", "%s: %zu entries, %zu small talk", path,
+          knowledge->entry_count, knowledge->small_talk_count);
+  return &self->base;
+}
