@@ -38,7 +38,8 @@ static const struct {
 };
 
 /* Different words people use for one topic, folded onto the word the knowledge base
- * uses. Looked up before and after stemming, so plurals need no line of their own. */
+ * uses. Looked up as written, then stem against stem, so plurals need no line of
+ * their own. */
 static const struct {
   const char *word;
   const char *canonical;
