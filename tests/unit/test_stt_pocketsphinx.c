@@ -1,0 +1,129 @@
+/* test_stt_pocketsphinx: the offline stt backend with the domain model built from the
+ * knowledge base, on questions spoken by espeak-ng and sent as a browser would (WebM/Opus). */
+#include "stt_backend.h"
+#include "test_stt_media.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+static media_t media;
+static stt_backend_t *backend;
+
+static const char *const BROWSER_OPUS[] = {"-i", "spoken.wav", "-c:a", "libopus", "-b:a", "32k",
+                                           "-f", "webm", NULL};
+
+static int group_setup(void **state)
+{
+  (void) state;
+  stage_error_t err = {0};
+  backend = stt_pocketsphinx_new(&err);
+  if (!backend) {
+    fprintf(stderr, "stt_pocketsphinx_new: %s %s\n", err.code, err.message);
+    return -1;
+  }
+  return media_init(&media);
+}
+
+static int group_teardown(void **state)
+{
+  (void) state;
+  backend->destroy(&backend);
+  media_cleanup(&media);
+  return 0;
+}
+
+static double now_ms(void)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double) now.tv_sec * 1000.0 + (double) now.tv_nsec / 1e6;
+}
+
+static int transcribe_file(const char *name, stt_result_t *result, stage_error_t *err)
+{
+  size_t size = 0;
+  uint8_t *audio = media_load(&media, name, &size);
+  assert_non_null(audio);
+  double start = now_ms();
+  int rc = backend->transcribe(backend, audio, size, "audio/webm;codecs=opus", result, err);
+  printf("# %s: %.0f ms to transcribe\n", name, now_ms() - start);
+  free(audio);
+  return rc;
+}
+
+static void expect_transcript(const char *question)
+{
+  assert_int_equal(media_speak(&media, question, "spoken.wav"), 0);
+  assert_int_equal(media_ffmpeg(&media, BROWSER_OPUS, "question.webm", false), 0);
+  stt_result_t result = {0};
+  stage_error_t err = {0};
+  if (transcribe_file("question.webm", &result, &err) != 0)
+    fail_msg("\"%s\": %s %s", question, err.code, err.message);
+  printf("# heard \"%s\" (confidence %.2f)\n", result.text, result.confidence);
+  assert_true(result.confidence >= 0.0f && result.confidence <= 1.0f);
+  if (strcmp(result.text, question) != 0) {
+    char message[512];
+    snprintf(message, sizeof message, "said \"%s\", heard \"%s\"", question, result.text);
+    free(result.text);
+    fail_msg("%s", message);
+  }
+  free(result.text);
+}
+
+static void test_office_hours(void **state)
+{
+  (void) state;
+  expect_transcript("what are your office hours");
+}
+
+/* A second job on the same decoder: nothing of the first utterance may leak into it. */
+static void test_second_question(void **state)
+{
+  (void) state;
+  expect_transcript("where are you located");
+}
+
+static void test_silence_is_no_speech(void **state)
+{
+  (void) state;
+  static const char *const silence[] = {"-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "3",
+                                        "-c:a", "libopus", "-f", "webm", NULL};
+  assert_int_equal(media_ffmpeg(&media, silence, "silence.webm", false), 0);
+  stt_result_t result = {0};
+  stage_error_t err = {0};
+  assert_int_equal(transcribe_file("silence.webm", &result, &err), -1);
+  assert_string_equal(err.code, "no_speech");
+  assert_true(strlen(err.message) > 10);
+  assert_null(result.text);
+}
+
+static void test_bad_audio(void **state)
+{
+  (void) state;
+  static const uint8_t not_audio[] = "this is not a recording";
+  stt_result_t result = {0};
+  stage_error_t err = {0};
+  assert_int_equal(backend->transcribe(backend, not_audio, sizeof not_audio - 1, "audio/webm",
+                                       &result, &err), -1);
+  assert_string_equal(err.code, "bad_audio");
+  assert_null(result.text);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_office_hours),
+    cmocka_unit_test(test_second_question),
+    cmocka_unit_test(test_silence_is_no_speech),
+    cmocka_unit_test(test_bad_audio),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
