@@ -1,0 +1,450 @@
+/* mp4_writer: libavcodec encoders + libavformat's MP4 muxer over a growing memory
+ * buffer. Faststart makes the muxer move the index to the front by re-opening its
+ * output for reading, so the buffer is reachable through any number of cursors. */
+#include "mp4_writer.h"
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/channel_layout.h>
+#include <libavutil/error.h>
+#include <libavutil/opt.h>
+#include <libswscale/swscale.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A talking-head file is a few MB; this only stops a runaway muxer. */
+#define MAX_FILE_SIZE ((size_t) 1 << 30)
+#define AVIO_BUFFER_SIZE 65536
+#define AUDIO_BIT_RATE 96000
+
+/* FFmpeg 7 made the write callback's buffer const. */
+#if LIBAVFORMAT_VERSION_MAJOR >= 61
+typedef const uint8_t avio_write_buf_t;
+#else
+typedef uint8_t avio_write_buf_t;
+#endif
+
+/* The file being built. */
+typedef struct {
+  uint8_t *data;     /* malloc'd */
+  size_t size;
+  size_t capacity;
+} mem_file_t;
+
+/* One position in the file, the opaque of one AVIOContext. */
+typedef struct {
+  mem_file_t *file;
+  size_t pos;
+} mem_cursor_t;
+
+typedef struct {
+  AVCodecContext *codec;
+  AVStream *stream;
+  int64_t next_pts;
+} encoder_t;
+
+struct mp4_writer {
+  mem_file_t file;
+  mem_cursor_t write_cursor;
+  AVFormatContext *format;
+  AVIOContext *io;
+  encoder_t video;
+  encoder_t audio;
+  struct SwsContext *scaler;
+  AVFrame *video_frame;
+  AVFrame *audio_frame;    /* filled up to nb_samples before each send */
+  AVPacket *packet;
+  int audio_fill;          /* samples already in audio_frame */
+  int width, height;
+};
+
+static int set_render_error(stage_error_t *err, const char *what, int averror)
+{
+  char reason[AV_ERROR_MAX_STRING_SIZE] = "";
+  av_strerror(averror, reason, sizeof reason);
+  return stage_error_set(err, "render_error", "video encoding failed: %s: %s", what, reason);
+}
+
+static int mem_reserve(mem_file_t *file, size_t needed)
+{
+  if (needed <= file->capacity)
+    return 0;
+  if (needed > MAX_FILE_SIZE)
+    return -1;
+  size_t capacity = file->capacity ? file->capacity : AVIO_BUFFER_SIZE;
+  while (capacity < needed)
+    capacity *= 2;
+  uint8_t *grown = realloc(file->data, capacity);
+  if (!grown)
+    return -1;
+  file->data = grown;
+  file->capacity = capacity;
+  return 0;
+}
+
+static int mem_write(void *opaque, avio_write_buf_t *buf, int buf_size)
+{
+  mem_cursor_t *cursor = opaque;
+  mem_file_t *file = cursor->file;
+  if (buf_size < 0 || mem_reserve(file, cursor->pos + (size_t) buf_size) < 0)
+    return AVERROR(ENOMEM);
+  if (cursor->pos > file->size)   /* seeked past the end: the hole reads as zeros */
+    memset(file->data + file->size, 0, cursor->pos - file->size);
+  memcpy(file->data + cursor->pos, buf, (size_t) buf_size);
+  cursor->pos += (size_t) buf_size;
+  if (cursor->pos > file->size)
+    file->size = cursor->pos;
+  return buf_size;
+}
+
+static int mem_read(void *opaque, uint8_t *buf, int buf_size)
+{
+  mem_cursor_t *cursor = opaque;
+  mem_file_t *file = cursor->file;
+  if (cursor->pos >= file->size)
+    return AVERROR_EOF;
+  size_t left = file->size - cursor->pos;
+  size_t count = buf_size < 0 ? 0 : (size_t) buf_size < left ? (size_t) buf_size : left;
+  memcpy(buf, file->data + cursor->pos, count);
+  cursor->pos += count;
+  return (int) count;
+}
+
+static int64_t mem_seek(void *opaque, int64_t offset, int whence)
+{
+  mem_cursor_t *cursor = opaque;
+  int64_t base;
+  switch (whence & ~AVSEEK_FORCE) {
+  case AVSEEK_SIZE: return (int64_t) cursor->file->size;
+  case SEEK_SET: base = 0; break;
+  case SEEK_CUR: base = (int64_t) cursor->pos; break;
+  case SEEK_END: base = (int64_t) cursor->file->size; break;
+  default: return AVERROR(EINVAL);
+  }
+  int64_t target = base + offset;
+  if (target < 0 || (uint64_t) target > MAX_FILE_SIZE)
+    return AVERROR(EINVAL);
+  cursor->pos = (size_t) target;
+  return target;
+}
+
+static AVIOContext *mem_io_new(mem_cursor_t *cursor, int writable)
+{
+  uint8_t *buffer = av_malloc(AVIO_BUFFER_SIZE);
+  if (!buffer)
+    return NULL;
+  AVIOContext *io = avio_alloc_context(buffer, AVIO_BUFFER_SIZE, writable, cursor,
+                                       mem_read, mem_write, mem_seek);
+  if (!io)
+    av_free(buffer);
+  return io;
+}
+
+static void mem_io_free(AVIOContext **io_p)
+{
+  if (!*io_p)
+    return;
+  av_freep(&(*io_p)->buffer);
+  avio_context_free(io_p);
+}
+
+/* The muxer's second pass (faststart) re-opens "the file" to read it. */
+static int mem_io_open(AVFormatContext *format, AVIOContext **pb, const char *url, int flags,
+                       AVDictionary **options)
+{
+  (void) url;
+  (void) options;
+  mp4_writer_t *writer = format->opaque;
+  mem_cursor_t *cursor = malloc(sizeof *cursor);
+  if (!cursor)
+    return AVERROR(ENOMEM);
+  *cursor = (mem_cursor_t) { .file = &writer->file, .pos = 0 };
+  *pb = mem_io_new(cursor, (flags & AVIO_FLAG_WRITE) != 0);
+  if (!*pb) {
+    free(cursor);
+    return AVERROR(ENOMEM);
+  }
+  return 0;
+}
+
+static int mem_io_close(AVFormatContext *format, AVIOContext *pb)
+{
+  (void) format;
+  if (!pb)
+    return 0;
+  avio_flush(pb);
+  int error = pb->error;
+  free(pb->opaque);
+  mem_io_free(&pb);
+  return error;
+}
+
+int mp4_writer_check_encoders(stage_error_t *err)
+{
+  if (!avcodec_find_encoder_by_name("libx264"))
+    return stage_error_set(err, "render_error", "this FFmpeg has no libx264 encoder");
+  if (!avcodec_find_encoder(AV_CODEC_ID_AAC))
+    return stage_error_set(err, "render_error", "this FFmpeg has no AAC encoder");
+  return 0;
+}
+
+static int open_video(mp4_writer_t *writer, const mp4_settings_t *settings, stage_error_t *err)
+{
+  const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+  if (!codec)
+    return stage_error_set(err, "render_error", "this FFmpeg has no libx264 encoder");
+  AVCodecContext *ctx = avcodec_alloc_context3(codec);
+  writer->video.codec = ctx;
+  if (!ctx)
+    return stage_error_set(err, "render_error", "out of memory");
+  ctx->width = settings->width;
+  ctx->height = settings->height;
+  ctx->pix_fmt = AV_PIX_FMT_YUV420P;
+  ctx->time_base = (AVRational) { 1, settings->fps };
+  ctx->framerate = (AVRational) { settings->fps, 1 };
+  ctx->gop_size = 2 * settings->fps;        /* a key frame every 2 s for seeking */
+  ctx->color_range = AVCOL_RANGE_MPEG;
+  ctx->colorspace = AVCOL_SPC_SMPTE170M;    /* what swscale's default matrix produces */
+  ctx->color_primaries = AVCOL_PRI_SMPTE170M;
+  ctx->color_trc = AVCOL_TRC_SMPTE170M;
+  /* One replica renders one job; more cores means more replicas. */
+  ctx->thread_count = 1;
+  if (writer->format->oformat->flags & AVFMT_GLOBALHEADER)
+    ctx->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  AVDictionary *options = NULL;
+  int rc = av_dict_set(&options, "preset", settings->x264_preset, 0);
+  if (rc >= 0)
+    rc = av_dict_set_int(&options, "crf", settings->crf, 0);
+  if (rc >= 0)
+    rc = avcodec_open2(ctx, codec, &options);
+  av_dict_free(&options);
+  if (rc < 0)
+    return set_render_error(err, "opening libx264", rc);
+
+  writer->video.stream = avformat_new_stream(writer->format, NULL);
+  if (!writer->video.stream)
+    return stage_error_set(err, "render_error", "out of memory");
+  writer->video.stream->time_base = ctx->time_base;
+  rc = avcodec_parameters_from_context(writer->video.stream->codecpar, ctx);
+  if (rc < 0)
+    return set_render_error(err, "video stream parameters", rc);
+
+  writer->video_frame = av_frame_alloc();
+  if (!writer->video_frame)
+    return stage_error_set(err, "render_error", "out of memory");
+  writer->video_frame->format = ctx->pix_fmt;
+  writer->video_frame->width = ctx->width;
+  writer->video_frame->height = ctx->height;
+  rc = av_frame_get_buffer(writer->video_frame, 0);
+  if (rc < 0)
+    return set_render_error(err, "allocating a video frame", rc);
+
+  writer->scaler = sws_getContext(ctx->width, ctx->height, AV_PIX_FMT_RGB32, ctx->width,
+                                  ctx->height, AV_PIX_FMT_YUV420P, SWS_BILINEAR, NULL, NULL, NULL);
+  if (!writer->scaler)
+    return stage_error_set(err, "render_error", "no RGB to YUV 4:2:0 converter");
+  return 0;
+}
+
+static int open_audio(mp4_writer_t *writer, const mp4_settings_t *settings, stage_error_t *err)
+{
+  const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
+  if (!codec)
+    return stage_error_set(err, "render_error", "this FFmpeg has no AAC encoder");
+  AVCodecContext *ctx = avcodec_alloc_context3(codec);
+  writer->audio.codec = ctx;
+  if (!ctx)
+    return stage_error_set(err, "render_error", "out of memory");
+  ctx->sample_fmt = AV_SAMPLE_FMT_FLTP;
+  ctx->sample_rate = settings->sample_rate;
+  av_channel_layout_default(&ctx->ch_layout, 1);
+  ctx->bit_rate = AUDIO_BIT_RATE;
+  ctx->time_base = (AVRational) { 1, settings->sample_rate };
+  if (writer->format->oformat->flags & AVFMT_GLOBALHEADER)
+    ctx->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  int rc = avcodec_open2(ctx, codec, NULL);
+  if (rc < 0)
+    return set_render_error(err, "opening the AAC encoder", rc);
+
+  writer->audio.stream = avformat_new_stream(writer->format, NULL);
+  if (!writer->audio.stream)
+    return stage_error_set(err, "render_error", "out of memory");
+  writer->audio.stream->time_base = ctx->time_base;
+  rc = avcodec_parameters_from_context(writer->audio.stream->codecpar, ctx);
+  if (rc < 0)
+    return set_render_error(err, "audio stream parameters", rc);
+
+  writer->audio_frame = av_frame_alloc();
+  if (!writer->audio_frame)
+    return stage_error_set(err, "render_error", "out of memory");
+  writer->audio_frame->format = ctx->sample_fmt;
+  writer->audio_frame->sample_rate = ctx->sample_rate;
+  writer->audio_frame->nb_samples = ctx->frame_size;
+  rc = av_channel_layout_copy(&writer->audio_frame->ch_layout, &ctx->ch_layout);
+  if (rc >= 0)
+    rc = av_frame_get_buffer(writer->audio_frame, 0);
+  if (rc < 0)
+    return set_render_error(err, "allocating an audio frame", rc);
+  return 0;
+}
+
+static int open_muxer(mp4_writer_t *writer, stage_error_t *err)
+{
+  writer->write_cursor = (mem_cursor_t) { .file = &writer->file, .pos = 0 };
+  writer->io = mem_io_new(&writer->write_cursor, 1);
+  if (!writer->io)
+    return stage_error_set(err, "render_error", "out of memory");
+  writer->format->pb = writer->io;
+  writer->format->flags |= AVFMT_FLAG_CUSTOM_IO;
+  writer->format->opaque = writer;
+  writer->format->io_open = mem_io_open;
+  writer->format->io_close2 = mem_io_close;
+  AVDictionary *options = NULL;
+  int rc = av_dict_set(&options, "movflags", "+faststart", 0);
+  if (rc >= 0)
+    rc = avformat_write_header(writer->format, &options);
+  av_dict_free(&options);
+  if (rc < 0)
+    return set_render_error(err, "writing the MP4 header", rc);
+  return 0;
+}
+
+mp4_writer_t *mp4_writer_new(const mp4_settings_t *settings, stage_error_t *err)
+{
+  if (settings->width <= 0 || settings->height <= 0 || settings->width % 2 || settings->height % 2
+      || settings->fps <= 0 || settings->sample_rate <= 0) {
+    stage_error_set(err, "render_error", "invalid video settings %dx%d at %d fps",
+                    settings->width, settings->height, settings->fps);
+    return NULL;
+  }
+  mp4_writer_t *writer = calloc(1, sizeof *writer);
+  if (!writer) {
+    stage_error_set(err, "render_error", "out of memory");
+    return NULL;
+  }
+  writer->width = settings->width;
+  writer->height = settings->height;
+  writer->packet = av_packet_alloc();
+  /* The name only picks the muxer; every byte goes through our own AVIO. */
+  int rc = avformat_alloc_output_context2(&writer->format, NULL, "mp4", "memory.mp4");
+  if (!writer->packet || rc < 0 || !writer->format) {
+    set_render_error(err, "creating the MP4 muxer", rc < 0 ? rc : AVERROR(ENOMEM));
+    mp4_writer_destroy(&writer);
+    return NULL;
+  }
+  if (open_video(writer, settings, err) < 0 || open_audio(writer, settings, err) < 0
+      || open_muxer(writer, err) < 0) {
+    mp4_writer_destroy(&writer);
+    return NULL;
+  }
+  return writer;
+}
+
+/* Sends `frame` (NULL = flush) and muxes every packet the encoder has ready. */
+static int encode(mp4_writer_t *writer, encoder_t *encoder, AVFrame *frame, stage_error_t *err)
+{
+  int rc = avcodec_send_frame(encoder->codec, frame);
+  if (rc < 0)
+    return set_render_error(err, "sending a frame to the encoder", rc);
+  for (;;) {
+    rc = avcodec_receive_packet(encoder->codec, writer->packet);
+    if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF)
+      return 0;
+    if (rc < 0)
+      return set_render_error(err, "encoding", rc);
+    /* Without a duration the muxer's edit list ends at the last frame's start,
+     * cutting that frame off; every video frame lasts one tick of 1/fps. */
+    if (encoder == &writer->video && writer->packet->duration == 0)
+      writer->packet->duration = 1;
+    av_packet_rescale_ts(writer->packet, encoder->codec->time_base, encoder->stream->time_base);
+    writer->packet->stream_index = encoder->stream->index;
+    rc = av_interleaved_write_frame(writer->format, writer->packet);
+    if (rc < 0)
+      return set_render_error(err, "muxing", rc);
+  }
+}
+
+int mp4_writer_add_frame(mp4_writer_t *writer, const uint8_t *pixels, int stride,
+                         stage_error_t *err)
+{
+  AVFrame *frame = writer->video_frame;
+  /* The encoder may still hold the previous frame's buffer (lookahead). */
+  int rc = av_frame_make_writable(frame);
+  if (rc < 0)
+    return set_render_error(err, "reusing the video frame", rc);
+  const uint8_t *const planes[1] = { pixels };
+  const int strides[1] = { stride };
+  rc = sws_scale(writer->scaler, planes, strides, 0, writer->height, frame->data, frame->linesize);
+  if (rc != writer->height)
+    return stage_error_set(err, "render_error", "RGB to YUV conversion failed");
+  frame->pts = writer->video.next_pts++;
+  return encode(writer, &writer->video, frame, err);
+}
+
+static int send_audio_frame(mp4_writer_t *writer, stage_error_t *err)
+{
+  AVFrame *frame = writer->audio_frame;
+  frame->nb_samples = writer->audio_fill;
+  frame->pts = writer->audio.next_pts;
+  writer->audio.next_pts += writer->audio_fill;
+  writer->audio_fill = 0;
+  int rc = encode(writer, &writer->audio, frame, err);
+  frame->nb_samples = writer->audio.codec->frame_size;
+  return rc;
+}
+
+int mp4_writer_add_audio(mp4_writer_t *writer, const int16_t *samples, size_t count,
+                         stage_error_t *err)
+{
+  int frame_size = writer->audio.codec->frame_size;
+  for (size_t i = 0; i < count; i++) {
+    if (writer->audio_fill == 0) {
+      int rc = av_frame_make_writable(writer->audio_frame);
+      if (rc < 0)
+        return set_render_error(err, "reusing the audio frame", rc);
+    }
+    float *plane = (float *) writer->audio_frame->data[0];
+    plane[writer->audio_fill++] = (float) samples[i] / 32768.0f;
+    if (writer->audio_fill == frame_size && send_audio_frame(writer, err) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+int mp4_writer_finish(mp4_writer_t *writer, uint8_t **out, size_t *out_size, stage_error_t *err)
+{
+  /* The AAC encoder accepts a short last frame, so the tail needs no padding. */
+  if (writer->audio_fill > 0 && send_audio_frame(writer, err) < 0)
+    return -1;
+  if (encode(writer, &writer->video, NULL, err) < 0 || encode(writer, &writer->audio, NULL, err) < 0)
+    return -1;
+  int rc = av_write_trailer(writer->format);
+  if (rc < 0)
+    return set_render_error(err, "writing the MP4 index", rc);
+  avio_flush(writer->io);
+  if (writer->io->error < 0)
+    return set_render_error(err, "writing the MP4 file", writer->io->error);
+  *out = writer->file.data;
+  *out_size = writer->file.size;
+  writer->file = (mem_file_t) { 0 };
+  return 0;
+}
+
+void mp4_writer_destroy(mp4_writer_t **writer_p)
+{
+  if (!writer_p || !*writer_p)
+    return;
+  mp4_writer_t *writer = *writer_p;
+  avcodec_free_context(&writer->video.codec);
+  avcodec_free_context(&writer->audio.codec);
+  sws_freeContext(writer->scaler);
+  av_frame_free(&writer->video_frame);
+  av_frame_free(&writer->audio_frame);
+  av_packet_free(&writer->packet);
+  avformat_free_context(writer->format);
+  mem_io_free(&writer->io);
+  free(writer->file.data);
+  free(writer);
+  *writer_p = NULL;
+}
