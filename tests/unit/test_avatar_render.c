@@ -9,6 +9,7 @@
 #include "audio.h"
 #include "avatar_backend.h"
 #include "face.h"
+#include "mp4_writer.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -382,6 +383,38 @@ static void test_garbage_audio_is_bad_audio(void **state)
   assert_string_equal(err.code, "bad_audio");
 }
 
+static void test_encoder_failures_are_render_errors(void **state)
+{
+  (void) state;
+  stage_error_t err = { 0 };
+  mp4_settings_t odd = { .width = 511, .height = 512, .fps = FPS, .sample_rate = 24000,
+                         .x264_preset = "veryfast", .crf = 23 };
+  assert_null(mp4_writer_new(&odd, &err));
+  assert_string_equal(err.code, "render_error");
+
+  memset(&err, 0, sizeof err);
+  mp4_settings_t bad_preset = odd;
+  bad_preset.width = 512;
+  bad_preset.x264_preset = "no-such-preset";
+  assert_null(mp4_writer_new(&bad_preset, &err));
+  assert_string_equal(err.code, "render_error");
+
+  /* A job abandoned half-way (the caller gives up) releases everything. */
+  mp4_settings_t good = bad_preset;
+  good.x264_preset = "ultrafast";
+  mp4_writer_t *writer = mp4_writer_new(&good, &err);
+  assert_non_null(writer);
+  uint8_t *pixels = calloc((size_t) 512 * 512, 4);
+  int16_t samples[4096] = { 0 };
+  assert_non_null(pixels);
+  for (int n = 0; n < 10; n++)
+    assert_int_equal(mp4_writer_add_frame(writer, pixels, 512 * 4, &err), 0);
+  assert_int_equal(mp4_writer_add_audio(writer, samples, 4096, &err), 0);
+  mp4_writer_destroy(&writer);
+  assert_null(writer);
+  free(pixels);
+}
+
 static double seconds_now(void)
 {
   struct timespec ts;
@@ -446,6 +479,7 @@ int main(void)
     cmocka_unit_test(test_audio_only_lip_sync_and_blinks),
     cmocka_unit_test(test_character_override),
     cmocka_unit_test(test_garbage_audio_is_bad_audio),
+    cmocka_unit_test(test_encoder_failures_are_render_errors),
     cmocka_unit_test(test_print_render_speed),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

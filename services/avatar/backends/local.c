@@ -12,6 +12,7 @@
 #include "viseme.h"
 
 #include <cairo.h>
+#include <libavutil/log.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,9 @@ avatar_backend_t *avatar_local_new(stage_error_t *err)
 {
   if (mp4_writer_check_encoders(err) < 0)
     return NULL;
+  /* libx264 and the muxer print banners and statistics for every job; logs are
+   * JSON lines, and real failures come back through stage_error. */
+  av_log_set_level(AV_LOG_ERROR);
   local_backend_t *self = calloc(1, sizeof *self);
   if (!self) {
     stage_error_set(err, "render_error", "out of memory");
