@@ -1,0 +1,978 @@
+/* http_api: routes and handlers. Each request carries a request_t from the first
+ * call of the access handler to MHD's completion callback, which writes the one
+ * log line and counts the request. Errors detectable from the headers (wrong
+ * method, type, Content-Length over the limit) are answered before any body is
+ * read; a body that streams past its limit is counted and dropped, not stored. */
+#include "http_api.h"
+
+#include "clock.h"
+#include "ids.h"
+#include "log.h"
+#include "pipeline.pb-c.h"
+#include "upload.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ASK_BODY_MAX (64 * 1024)
+/* Multipart framing (boundaries, part headers, small fields) on top of the audio. */
+#define FORM_OVERHEAD_MAX (64 * 1024)
+#define FORM_FIELD_MAX 128
+#define POST_BUFFER_SIZE (16 * 1024)
+#define SUBMIT_RETRY_AFTER_FULL "2"
+#define SUBMIT_RETRY_AFTER_UNAVAILABLE "5"
+#define HEALTH_INFO_TIMEOUT_MS 1000
+#define METRICS_INFO_TIMEOUT_MS 500
+#define MIME_MAX 128
+
+static const char content_security_policy[] =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+  "media-src 'self' blob: https:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+  "frame-ancestors 'none'; form-action 'self'";
+
+static const char *const pipeline_stages[] = {"stt", "chat", "tts", "avatar"};
+
+struct http_api {
+  http_api_config_t config;
+  struct MHD_Daemon *daemon;
+  int static_dir_fd; /* -1 when the UI directory is missing: UI routes answer 404 */
+};
+
+typedef enum {
+  ROUTE_STATIC,
+  ROUTE_COMPLETE_FLOW,
+  ROUTE_ASK,
+  ROUTE_JOB,
+  ROUTE_SESSION,
+  ROUTE_MEDIA,
+  ROUTE_HEALTHZ,
+  ROUTE_METRICS,
+  ROUTE_NOT_FOUND,
+} route_t;
+
+/* Metric and log labels, indexed by route_t. */
+static const char *const route_names[] = {
+  "static", "complete_flow", "ask", "jobs", "sessions", "media", "healthz", "metrics", "not_found",
+};
+
+typedef struct {
+  route_t route;
+  const char *rest;          /* the URL after the route's prefix (points into MHD's URL) */
+  char method[8];
+  int64_t started_ms;
+  unsigned status;           /* of the queued response; 0 until one is queued */
+  size_t bytes_received;
+  upload_buffer_t body;      /* raw audio, the multipart audio part, or ask's JSON */
+  struct MHD_PostProcessor *form;
+  upload_buffer_t form_session_id;
+  char part_type[MIME_MAX];  /* Content-Type of the multipart audio part */
+  bool form_has_audio;
+  bool form_failed;          /* the multipart body could not be parsed */
+} request_t;
+
+/* ---- responses ---------------------------------------------------------- */
+
+static void add_common_headers(struct MHD_Response *response)
+{
+  MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(response, "Content-Security-Policy", content_security_policy);
+  MHD_add_response_header(response, "Referrer-Policy", "no-referrer");
+}
+
+/* Queues `response` (adding the common headers) and releases our reference. */
+static enum MHD_Result queue(struct MHD_Connection *connection, request_t *request,
+                             unsigned status, struct MHD_Response *response)
+{
+  if (!response)
+    return MHD_NO;
+  add_common_headers(response);
+  enum MHD_Result result = MHD_queue_response(connection, status, response);
+  MHD_destroy_response(response);
+  if (result == MHD_YES)
+    request->status = status;
+  return result;
+}
+
+static struct MHD_Response *text_response(char *text, const char *content_type)
+{
+  struct MHD_Response *response =
+    MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+  if (!response) {
+    free(text);
+    return NULL;
+  }
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  return response;
+}
+
+/* Takes ownership of `body`. */
+static struct MHD_Response *json_response(cJSON *body)
+{
+  char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+  cJSON_Delete(body);
+  return text ? text_response(text, "application/json") : NULL;
+}
+
+static enum MHD_Result respond_json(struct MHD_Connection *connection, request_t *request,
+                                    unsigned status, cJSON *body)
+{
+  return queue(connection, request, status, json_response(body));
+}
+
+static struct MHD_Response *error_response(const char *code, const char *message)
+{
+  cJSON *body = cJSON_CreateObject();
+  cJSON *error = cJSON_AddObjectToObject(body, "error");
+  cJSON_AddStringToObject(error, "code", code);
+  cJSON_AddStringToObject(error, "message", message);
+  return json_response(body);
+}
+
+static enum MHD_Result respond_error(struct MHD_Connection *connection, request_t *request,
+                                     unsigned status, const char *code, const char *message)
+{
+  return queue(connection, request, status, error_response(code, message));
+}
+
+/* An error with one extra header, e.g. Allow or Retry-After. */
+static enum MHD_Result respond_error_with(struct MHD_Connection *connection, request_t *request,
+                                          unsigned status, const char *code,
+                                          const char *message, const char *header,
+                                          const char *value)
+{
+  struct MHD_Response *response = error_response(code, message);
+  if (response)
+    MHD_add_response_header(response, header, value);
+  return queue(connection, request, status, response);
+}
+
+static enum MHD_Result respond_not_found(struct MHD_Connection *connection, request_t *request)
+{
+  return respond_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
+                       "There is nothing at this address (it may have expired).");
+}
+
+static enum MHD_Result respond_bad_method(struct MHD_Connection *connection, request_t *request,
+                                          const char *allow)
+{
+  return respond_error_with(connection, request, MHD_HTTP_METHOD_NOT_ALLOWED,
+                            "method_not_allowed", "This address does not accept that method.",
+                            MHD_HTTP_HEADER_ALLOW, allow);
+}
+
+static enum MHD_Result respond_too_large(struct MHD_Connection *connection, request_t *request)
+{
+  return respond_error(connection, request, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                       "The upload is larger than this server accepts.");
+}
+
+static enum MHD_Result respond_internal(struct MHD_Connection *connection, request_t *request)
+{
+  return respond_error(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                       "The server could not handle this request; please try again.");
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+typedef struct {
+  uint64_t offset;
+  uint64_t length;
+} byte_range_t;
+
+typedef enum { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE } range_result_t;
+
+static bool parse_u64(const char *text, const char **end, uint64_t *value)
+{
+  if (*text < '0' || *text > '9')
+    return false;
+  errno = 0;
+  char *stop = NULL;
+  unsigned long long parsed = strtoull(text, &stop, 10);
+  if (errno)
+    return false;
+  *value = parsed;
+  *end = stop;
+  return true;
+}
+
+/* One "bytes=a-b", "bytes=a-" or "bytes=-n" range. Anything else (several
+ * ranges, other units, bad syntax) is ignored and the whole file is sent, as
+ * RFC 9110 allows. */
+static range_result_t parse_range(const char *header, uint64_t size, byte_range_t *range)
+{
+  if (!header || strncmp(header, "bytes=", 6) != 0 || strchr(header, ','))
+    return RANGE_NONE;
+  const char *p = header + 6;
+  uint64_t first = 0, last = 0;
+  if (*p == '-') {
+    if (!parse_u64(p + 1, &p, &last) || *p || last == 0)
+      return last == 0 && !*p ? RANGE_UNSATISFIABLE : RANGE_NONE;
+    range->length = last < size ? last : size;
+    range->offset = size - range->length;
+    return size ? RANGE_OK : RANGE_UNSATISFIABLE;
+  }
+  if (!parse_u64(p, &p, &first) || *p++ != '-')
+    return RANGE_NONE;
+  if (*p) {
+    if (!parse_u64(p, &p, &last) || *p || last < first)
+      return RANGE_NONE;
+  } else {
+    last = UINT64_MAX;
+  }
+  if (first >= size)
+    return RANGE_UNSATISFIABLE;
+  if (last >= size)
+    last = size - 1;
+  range->offset = first;
+  range->length = last - first + 1;
+  return RANGE_OK;
+}
+
+/* Serves open file `fd` (ownership passes to MHD) with byte-range support. */
+static enum MHD_Result respond_file(struct MHD_Connection *connection, request_t *request,
+                                    int fd, uint64_t size, const char *content_type,
+                                    const char *cache_control)
+{
+  const char *range_header =
+    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+  byte_range_t range = {.offset = 0, .length = size};
+  range_result_t parsed = parse_range(range_header, size, &range);
+  if (parsed == RANGE_UNSATISFIABLE) {
+    close(fd);
+    char content_range[48];
+    snprintf(content_range, sizeof content_range, "bytes */%llu", (unsigned long long) size);
+    return respond_error_with(connection, request, MHD_HTTP_RANGE_NOT_SATISFIABLE,
+                              "range_not_satisfiable", "The requested byte range is outside the file.",
+                              MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+  }
+  struct MHD_Response *response =
+    MHD_create_response_from_fd_at_offset64(range.length, fd, (int64_t) range.offset);
+  if (!response) {
+    close(fd);
+    return respond_internal(connection, request);
+  }
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  MHD_add_response_header(response, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
+  unsigned status = MHD_HTTP_OK;
+  if (parsed == RANGE_OK) {
+    char content_range[80];
+    snprintf(content_range, sizeof content_range, "bytes %llu-%llu/%llu",
+             (unsigned long long) range.offset,
+             (unsigned long long) (range.offset + range.length - 1), (unsigned long long) size);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+    status = MHD_HTTP_PARTIAL_CONTENT;
+  }
+  return queue(connection, request, status, response);
+}
+
+static enum MHD_Result handle_media(http_api_t *api, struct MHD_Connection *connection,
+                                    request_t *request)
+{
+  int fd;
+  uint64_t size;
+  if (media_store_open(api->config.media, request->rest, &fd, &size) != 0)
+    return respond_not_found(connection, request);
+  return respond_file(connection, request, fd, size, media_content_type(request->rest),
+                      "private, max-age=3600");
+}
+
+static const struct {
+  const char *extension;
+  const char *content_type;
+} static_types[] = {
+  {"html", "text/html; charset=utf-8"},
+  {"js", "text/javascript; charset=utf-8"},
+  {"css", "text/css; charset=utf-8"},
+  {"svg", "image/svg+xml"},
+  {"png", "image/png"},
+  {"ico", "image/x-icon"},
+  {"json", "application/json"},
+  {"webmanifest", "application/manifest+json"},
+};
+
+/* The Content-Type of a UI file name, or NULL when the name is not one we serve:
+ * [A-Za-z0-9_-]+ and a known extension, so no path can leave the directory. */
+static const char *static_content_type(const char *name)
+{
+  const char *dot = strchr(name, '.');
+  if (!dot || dot == name || dot - name > 64)
+    return NULL;
+  for (const char *p = name; p < dot; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '_' || *p == '-'))
+      return NULL;
+  for (size_t i = 0; i < sizeof static_types / sizeof static_types[0]; i++)
+    if (strcmp(dot + 1, static_types[i].extension) == 0)
+      return static_types[i].content_type;
+  return NULL;
+}
+
+static enum MHD_Result handle_static(http_api_t *api, struct MHD_Connection *connection,
+                                     request_t *request)
+{
+  const char *name = *request->rest ? request->rest : "index.html";
+  const char *content_type = static_content_type(name);
+  if (!content_type || api->static_dir_fd < 0)
+    return respond_not_found(connection, request);
+  int fd = openat(api->static_dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return respond_not_found(connection, request);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return respond_not_found(connection, request);
+  }
+  /* no-cache: the browser revalidates, so a new UI shows up on the next load. */
+  return respond_file(connection, request, fd, (uint64_t) st.st_size, content_type, "no-cache");
+}
+
+/* ---- polling, sessions, operations -------------------------------------- */
+
+static enum MHD_Result handle_job(http_api_t *api, struct MHD_Connection *connection,
+                                  request_t *request)
+{
+  cJSON *job = id_is_valid(request->rest)
+                 ? job_store_render(api->config.jobs, request->rest, clock_wall_ms())
+                 : NULL;
+  if (!job)
+    return respond_not_found(connection, request);
+  return respond_json(connection, request, MHD_HTTP_OK, job);
+}
+
+static enum MHD_Result handle_session(http_api_t *api, struct MHD_Connection *connection,
+                                      request_t *request)
+{
+  const char *id = request->rest;
+  int64_t now_ms = clock_wall_ms();
+  if (strcmp(request->method, MHD_HTTP_METHOD_DELETE) == 0) {
+    if (!id_is_valid(id) || !session_store_delete(api->config.sessions, id, now_ms))
+      return respond_not_found(connection, request);
+    struct MHD_Response *response =
+      MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    return queue(connection, request, MHD_HTTP_NO_CONTENT, response);
+  }
+  cJSON *session = id_is_valid(id) ? session_store_render(api->config.sessions, id, now_ms) : NULL;
+  if (!session)
+    return respond_not_found(connection, request);
+  return respond_json(connection, request, MHD_HTTP_OK, session);
+}
+
+static double info_figure(const cJSON *info, const char *stage, const char *name)
+{
+  const cJSON *stages = cJSON_GetObjectItemCaseSensitive(info, "stages");
+  const cJSON *value =
+    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(stages, stage), name);
+  return cJSON_IsNumber(value) ? value->valuedouble : 0;
+}
+
+static enum MHD_Result handle_healthz(http_api_t *api, struct MHD_Connection *connection,
+                                      request_t *request)
+{
+  const pipeline_t *pipeline = api->config.pipeline;
+  cJSON *info = pipeline->info(pipeline->arg, HEALTH_INFO_TIMEOUT_MS);
+  cJSON *body = cJSON_CreateObject();
+  cJSON *stages = cJSON_CreateObject();
+  bool every_stage_served = info != NULL;
+  for (size_t i = 0; i < sizeof pipeline_stages / sizeof pipeline_stages[0]; i++) {
+    double workers = info_figure(info, pipeline_stages[i], "workers");
+    cJSON *stage = cJSON_AddObjectToObject(stages, pipeline_stages[i]);
+    cJSON_AddNumberToObject(stage, "workers", workers);
+    cJSON_AddNumberToObject(stage, "queued", info_figure(info, pipeline_stages[i], "queued"));
+    if (workers < 1)
+      every_stage_served = false;
+  }
+  cJSON_AddStringToObject(body, "status",
+                          every_stage_served ? "ok" : info ? "degraded" : "broker_unreachable");
+  if (!cJSON_AddItemToObject(body, "stages", stages))
+    cJSON_Delete(stages);
+  cJSON_Delete(info);
+  return respond_json(connection, request,
+                      every_stage_served ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
+}
+
+static enum MHD_Result handle_metrics(http_api_t *api, struct MHD_Connection *connection,
+                                      request_t *request)
+{
+  const pipeline_t *pipeline = api->config.pipeline;
+  cJSON *info = pipeline->info(pipeline->arg, METRICS_INFO_TIMEOUT_MS);
+  char *text = metrics_render(api->config.metrics, info);
+  cJSON_Delete(info);
+  if (!text)
+    return respond_internal(connection, request);
+  return queue(connection, request, MHD_HTTP_OK,
+               text_response(text, "text/plain; version=0.0.4; charset=utf-8"));
+}
+
+/* ---- submission --------------------------------------------------------- */
+
+/* What a new job starts with; the rest of avatar.Job is filled by the stages. */
+typedef struct {
+  const char *stage;        /* "stt" or "chat" */
+  const uint8_t *audio;
+  size_t audio_size;
+  const char *audio_mime;
+  const char *text;
+  const char *requested_session_id; /* NULL or "": start a new session */
+} submission_t;
+
+/* Packs the job with the session's history. Returns a malloc'd buffer, or NULL. */
+static uint8_t *pack_job(const submission_t *submission, const char *job_id,
+                         const char *session_id, int64_t now_ms, int64_t deadline_ms,
+                         const session_turn_t *turns, size_t turn_count, size_t *size_out)
+{
+  Avatar__Turn *history = calloc(turn_count ? turn_count : 1, sizeof *history);
+  Avatar__Turn **history_items = calloc(turn_count ? turn_count : 1, sizeof *history_items);
+  uint8_t *packed = NULL;
+  if (history && history_items) {
+    for (size_t i = 0; i < turn_count; i++) {
+      avatar__turn__init(&history[i]);
+      /* protobuf-c declares the fields non-const; pack only reads them. */
+      history[i].role = (char *) turns[i].role;
+      history[i].text = turns[i].text;
+      history[i].job_id = (char *) turns[i].job_id;
+      history_items[i] = &history[i];
+    }
+    Avatar__Job job = AVATAR__JOB__INIT;
+    job.id = (char *) job_id;
+    job.session_id = (char *) session_id;
+    job.created_ms = (uint64_t) now_ms;
+    job.deadline_ms = (uint64_t) deadline_ms;
+    job.input_audio.data = (uint8_t *) submission->audio;
+    job.input_audio.len = submission->audio_size;
+    job.input_mime = (char *) (submission->audio_mime ? submission->audio_mime : "");
+    job.input_text = (char *) (submission->text ? submission->text : "");
+    job.n_history = turn_count;
+    job.history = history_items;
+    *size_out = avatar__job__get_packed_size(&job);
+    packed = malloc(*size_out ? *size_out : 1);
+    if (packed)
+      avatar__job__pack(&job, packed);
+  }
+  free(history);
+  free(history_items);
+  return packed;
+}
+
+static enum MHD_Result respond_accepted(struct MHD_Connection *connection, request_t *request,
+                                        const char *job_id, const char *session_id)
+{
+  char status_url[32 + ID_MAX];
+  snprintf(status_url, sizeof status_url, "/api/jobs/%s", job_id);
+  cJSON *body = cJSON_CreateObject();
+  cJSON_AddStringToObject(body, "job_id", job_id);
+  cJSON_AddStringToObject(body, "session_id", session_id);
+  cJSON_AddStringToObject(body, "status_url", status_url);
+  struct MHD_Response *response = json_response(body);
+  if (response)
+    MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, status_url);
+  return queue(connection, request, MHD_HTTP_ACCEPTED, response);
+}
+
+static enum MHD_Result respond_refused(struct MHD_Connection *connection, request_t *request,
+                                       broker_submit_result_t result)
+{
+  if (result == BROKER_NACK_FULL)
+    return respond_error_with(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
+                              "The service is busy right now; please try again in a moment.",
+                              MHD_HTTP_HEADER_RETRY_AFTER, SUBMIT_RETRY_AFTER_FULL);
+  return respond_error_with(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                            "The answering service cannot be reached right now; please try again soon.",
+                            MHD_HTTP_HEADER_RETRY_AFTER, SUBMIT_RETRY_AFTER_UNAVAILABLE);
+}
+
+/* Records the job as queued before submitting it: a status event may arrive
+ * before the broker's answer does, and must find the record. */
+static enum MHD_Result submit(http_api_t *api, struct MHD_Connection *connection,
+                              request_t *request, const submission_t *submission)
+{
+  const http_api_config_t *config = &api->config;
+  const char *requested = submission->requested_session_id;
+  if (requested && *requested && !id_is_valid(requested))
+    return respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                         "session_id must be 1 to 64 letters, digits, '-' or '_'.");
+  int64_t now_ms = clock_wall_ms();
+  char session_id[SESSION_ID_MAX + 1];
+  char job_id[ID_HEX_SIZE];
+  session_turn_t *turns = NULL;
+  size_t turn_count = 0;
+  if (session_store_open(config->sessions, requested, now_ms, session_id) != 0 ||
+      id_random_hex(job_id) != 0 ||
+      session_store_turns(config->sessions, session_id, now_ms, &turns, &turn_count) != 0)
+    return respond_internal(connection, request);
+
+  int64_t deadline_ms = now_ms + config->job_deadline_ms;
+  size_t packed_size = 0;
+  uint8_t *packed = pack_job(submission, job_id, session_id, now_ms, deadline_ms, turns,
+                             turn_count, &packed_size);
+  session_turns_free(turns, turn_count);
+  if (!packed || job_store_create(config->jobs, job_id, session_id, submission->stage,
+                                  submission->text, now_ms) != 0) {
+    free(packed);
+    return respond_internal(connection, request);
+  }
+  const pipeline_t *pipeline = config->pipeline;
+  broker_submit_result_t result = pipeline->submit(pipeline->arg, submission->stage, job_id,
+                                                   deadline_ms, packed, packed_size);
+  free(packed);
+
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "job_id", job_id);
+  cJSON_AddStringToObject(fields, "stage", submission->stage);
+  cJSON_AddNumberToObject(fields, "bytes", (double) packed_size);
+  cJSON_AddStringToObject(fields, "result", result == BROKER_ACK ? "ack"
+                                            : result == BROKER_NACK_FULL ? "full"
+                                                                         : "unavailable");
+  log_event(result == BROKER_ACK ? LOG_INFO : LOG_WARN, "job_submitted", fields);
+
+  if (result != BROKER_ACK) {
+    job_store_remove(config->jobs, job_id);
+    return respond_refused(connection, request, result);
+  }
+  return respond_accepted(connection, request, job_id, session_id);
+}
+
+/* ---- POST /api/complete-flow --------------------------------------------- */
+
+static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *filename, const char *content_type,
+                                     const char *transfer_encoding, const char *data,
+                                     uint64_t offset, size_t size)
+{
+  (void) kind;
+  (void) filename;
+  (void) transfer_encoding;
+  (void) offset;
+  request_t *request = cls;
+  if (strcmp(key, "audio") == 0) {
+    if (!request->form_has_audio && content_type)
+      snprintf(request->part_type, sizeof request->part_type, "%s", content_type);
+    request->form_has_audio = true;
+    /* Stop parsing once over the limit: the rest of the body is only counted. */
+    return upload_buffer_append(&request->body, (const uint8_t *) data, size) == 0 ? MHD_YES
+                                                                                   : MHD_NO;
+  }
+  if (strcmp(key, "session_id") == 0)
+    return upload_buffer_append(&request->form_session_id, (const uint8_t *) data, size) == 0
+             ? MHD_YES
+             : MHD_NO;
+  return MHD_YES; /* other fields are none of our business */
+}
+
+static bool content_length_over(struct MHD_Connection *connection, uint64_t limit)
+{
+  const char *value =
+    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  const char *end;
+  uint64_t length;
+  return value && parse_u64(value, &end, &length) && length > limit;
+}
+
+static const char *request_content_type(struct MHD_Connection *connection)
+{
+  return MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+}
+
+static uint64_t body_limit(const http_api_t *api, const request_t *request)
+{
+  if (request->route == ROUTE_ASK)
+    return ASK_BODY_MAX;
+  return api->config.max_upload_bytes + (request->form ? FORM_OVERHEAD_MAX : 0);
+}
+
+static enum MHD_Result begin_complete_flow(http_api_t *api, struct MHD_Connection *connection,
+                                           request_t *request)
+{
+  const char *content_type = request_content_type(connection);
+  upload_buffer_init(&request->body, api->config.max_upload_bytes);
+  if (upload_type_is(content_type, "multipart/form-data")) {
+    upload_buffer_init(&request->form_session_id, FORM_FIELD_MAX);
+    request->form =
+      MHD_create_post_processor(connection, POST_BUFFER_SIZE, on_form_field, request);
+    if (!request->form)
+      return respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                           "The multipart body has no boundary.");
+  } else if (upload_audio_family(content_type) == AUDIO_UNSUPPORTED ||
+             upload_audio_family(content_type) == AUDIO_UNDECLARED) {
+    return respond_error(connection, request, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                         "unsupported_media_type",
+                         "Send the recording as audio/webm, audio/ogg, audio/wav, audio/mpeg or "
+                         "audio/mp4, or as multipart/form-data with an \"audio\" field.");
+  }
+  if (content_length_over(connection, body_limit(api, request)))
+    return respond_too_large(connection, request);
+  return MHD_YES;
+}
+
+static enum MHD_Result finish_complete_flow(http_api_t *api, struct MHD_Connection *connection,
+                                            request_t *request)
+{
+  if (request->body.overflowed || request->bytes_received > body_limit(api, request))
+    return respond_too_large(connection, request);
+  if (request->form_failed)
+    return respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                         "The multipart body could not be read.");
+  const char *declared_type =
+    request->form ? request->part_type : request_content_type(connection);
+  audio_family_t declared = upload_audio_family(declared_type);
+  if (request->form && request->form_has_audio && declared == AUDIO_UNSUPPORTED)
+    return respond_error(connection, request, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                         "unsupported_media_type", "The \"audio\" part is not a supported audio type.");
+  if (request->body.size == 0)
+    return respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                         request->form && !request->form_has_audio
+                           ? "The form has no \"audio\" field."
+                           : "The request has no audio.");
+  if (!upload_sniff_matches(declared, request->body.data, request->body.size))
+    return respond_error(connection, request, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
+                         "The upload is not audio of the declared type.");
+
+  char mime[MIME_MAX];
+  snprintf(mime, sizeof mime, "%s",
+           declared == AUDIO_UNDECLARED
+             ? upload_family_mime(upload_sniff(request->body.data, request->body.size))
+             : declared_type);
+  char form_session_id[FORM_FIELD_MAX + 1] = "";
+  if (request->form_session_id.size)
+    snprintf(form_session_id, sizeof form_session_id, "%.*s",
+             (int) request->form_session_id.size, (const char *) request->form_session_id.data);
+  const char *session_id =
+    MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "session_id");
+  if (!session_id || !*session_id)
+    session_id = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Session-Id");
+  if (!session_id || !*session_id)
+    session_id = form_session_id;
+
+  metrics_upload(api->config.metrics, request->body.size);
+  submission_t submission = {
+    .stage = "stt",
+    .audio = request->body.data,
+    .audio_size = request->body.size,
+    .audio_mime = mime,
+    .requested_session_id = session_id,
+  };
+  return submit(api, connection, request, &submission);
+}
+
+/* ---- POST /api/ask -------------------------------------------------------- */
+
+static enum MHD_Result begin_ask(http_api_t *api, struct MHD_Connection *connection,
+                                 request_t *request)
+{
+  const char *content_type = request_content_type(connection);
+  if (content_type && !upload_type_is(content_type, "application/json"))
+    return respond_error(connection, request, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                         "unsupported_media_type", "Send the question as application/json.");
+  upload_buffer_init(&request->body, ASK_BODY_MAX);
+  if (content_length_over(connection, body_limit(api, request)))
+    return respond_too_large(connection, request);
+  return MHD_YES;
+}
+
+static bool is_blank(const char *text)
+{
+  for (; *text; text++)
+    if (*text != ' ' && *text != '\t' && *text != '\n' && *text != '\r')
+      return false;
+  return true;
+}
+
+static enum MHD_Result finish_ask(http_api_t *api, struct MHD_Connection *connection,
+                                  request_t *request)
+{
+  if (request->body.overflowed)
+    return respond_too_large(connection, request);
+  cJSON *body = cJSON_ParseWithLength((const char *) request->body.data, request->body.size);
+  const cJSON *text = cJSON_GetObjectItemCaseSensitive(body, "text");
+  const cJSON *session = cJSON_GetObjectItemCaseSensitive(body, "session_id");
+  enum MHD_Result result;
+  if (!cJSON_IsObject(body))
+    result = respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                           "The body must be a JSON object like {\"text\": \"...\"}.");
+  else if (!cJSON_IsString(text) || is_blank(text->valuestring))
+    result = respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                           "Please type a question (\"text\" is missing or empty).");
+  else if (session && !cJSON_IsNull(session) && !cJSON_IsString(session))
+    result = respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                           "\"session_id\" must be a string.");
+  else if (!upload_text_is_utf8(text->valuestring))
+    result = respond_error(connection, request, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
+                           "The question is not valid UTF-8 text.");
+  else if (upload_utf8_length(text->valuestring) > api->config.ask_max_chars)
+    result = respond_error(connection, request, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                           "The question is too long.");
+  else {
+    submission_t submission = {
+      .stage = "chat",
+      .text = text->valuestring,
+      .requested_session_id = cJSON_IsString(session) ? session->valuestring : NULL,
+    };
+    result = submit(api, connection, request, &submission);
+  }
+  cJSON_Delete(body);
+  return result;
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+static const struct {
+  const char *prefix;
+  bool exact;
+  route_t route;
+} routes[] = {
+  {"/api/complete-flow", true, ROUTE_COMPLETE_FLOW},
+  {"/api/ask", true, ROUTE_ASK},
+  {"/api/jobs/", false, ROUTE_JOB},
+  {"/api/sessions/", false, ROUTE_SESSION},
+  {"/media/", false, ROUTE_MEDIA},
+  {"/healthz", true, ROUTE_HEALTHZ},
+  {"/metrics", true, ROUTE_METRICS},
+  {"/api/", false, ROUTE_NOT_FOUND},
+  {"/", false, ROUTE_STATIC},
+};
+
+static void route_request(request_t *request, const char *url)
+{
+  for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+    size_t length = strlen(routes[i].prefix);
+    bool match = routes[i].exact ? strcmp(url, routes[i].prefix) == 0
+                                 : strncmp(url, routes[i].prefix, length) == 0;
+    if (match) {
+      request->route = routes[i].route;
+      request->rest = url + length;
+      return;
+    }
+  }
+  request->route = ROUTE_NOT_FOUND;
+  request->rest = "";
+}
+
+static bool method_is(const request_t *request, const char *method)
+{
+  return strcmp(request->method, method) == 0;
+}
+
+static bool is_read(const request_t *request)
+{
+  return method_is(request, MHD_HTTP_METHOD_GET) || method_is(request, MHD_HTTP_METHOD_HEAD);
+}
+
+/* The first call, with the headers only. Answers at once unless a body must be
+ * read first. */
+static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
+                             request_t *request)
+{
+  switch (request->route) {
+  case ROUTE_COMPLETE_FLOW:
+    if (!method_is(request, MHD_HTTP_METHOD_POST))
+      return respond_bad_method(connection, request, "POST");
+    return begin_complete_flow(api, connection, request);
+  case ROUTE_ASK:
+    if (!method_is(request, MHD_HTTP_METHOD_POST))
+      return respond_bad_method(connection, request, "POST");
+    return begin_ask(api, connection, request);
+  case ROUTE_SESSION:
+    if (!is_read(request) && !method_is(request, MHD_HTTP_METHOD_DELETE))
+      return respond_bad_method(connection, request, "GET, HEAD, DELETE");
+    return handle_session(api, connection, request);
+  case ROUTE_NOT_FOUND:
+    return respond_not_found(connection, request);
+  case ROUTE_STATIC:
+  case ROUTE_JOB:
+  case ROUTE_MEDIA:
+  case ROUTE_HEALTHZ:
+  case ROUTE_METRICS:
+    break;
+  }
+  if (!is_read(request))
+    return respond_bad_method(connection, request, "GET, HEAD");
+  switch (request->route) {
+  case ROUTE_JOB: return handle_job(api, connection, request);
+  case ROUTE_MEDIA: return handle_media(api, connection, request);
+  case ROUTE_HEALTHZ: return handle_healthz(api, connection, request);
+  case ROUTE_METRICS: return handle_metrics(api, connection, request);
+  default: return handle_static(api, connection, request);
+  }
+}
+
+static void consume(http_api_t *api, request_t *request, const char *data, size_t size)
+{
+  request->bytes_received += size;
+  if (request->bytes_received > body_limit(api, request) || request->body.overflowed ||
+      request->form_failed)
+    return; /* over the limit or unparsable: count the rest, keep none of it */
+  if (!request->form) {
+    upload_buffer_append(&request->body, (const uint8_t *) data, size);
+    return;
+  }
+  if (MHD_post_process(request->form, data, size) != MHD_YES &&
+      !request->body.overflowed && !request->form_session_id.overflowed)
+    request->form_failed = true;
+}
+
+static enum MHD_Result finish(http_api_t *api, struct MHD_Connection *connection,
+                              request_t *request)
+{
+  if (request->form_session_id.overflowed)
+    return respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                         "The session_id field is too long.");
+  if (request->route == ROUTE_ASK)
+    return finish_ask(api, connection, request);
+  return finish_complete_flow(api, connection, request);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+  (void) version;
+  http_api_t *api = cls;
+  request_t *request = *req_cls;
+  if (!request) {
+    request = calloc(1, sizeof *request);
+    if (!request)
+      return MHD_NO;
+    *req_cls = request;
+    request->started_ms = clock_mono_ms();
+    snprintf(request->method, sizeof request->method, "%s", method);
+    route_request(request, url);
+    return begin(api, connection, request);
+  }
+  if (*upload_data_size) {
+    if (!request->status)
+      consume(api, request, upload_data, *upload_data_size);
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  if (request->status)
+    return MHD_YES;
+  return finish(api, connection, request);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
+                         enum MHD_RequestTerminationCode reason)
+{
+  (void) connection;
+  http_api_t *api = cls;
+  request_t *request = *req_cls;
+  if (!request)
+    return;
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "method", request->method);
+  cJSON_AddStringToObject(fields, "route", route_names[request->route]);
+  cJSON_AddNumberToObject(fields, "status", request->status);
+  cJSON_AddNumberToObject(fields, "ms", (double) (clock_mono_ms() - request->started_ms));
+  if (request->bytes_received)
+    cJSON_AddNumberToObject(fields, "bytes_in", (double) request->bytes_received);
+  if (reason != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+    cJSON_AddBoolToObject(fields, "aborted", true);
+  log_event(LOG_INFO, "http_request", fields);
+  if (request->status)
+    metrics_http_request(api->config.metrics, route_names[request->route], request->status);
+  if (request->form)
+    MHD_destroy_post_processor(request->form);
+  upload_buffer_free(&request->body);
+  upload_buffer_free(&request->form_session_id);
+  free(request);
+  *req_cls = NULL;
+}
+
+/* ---- daemon --------------------------------------------------------------- */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list args)
+{
+  (void) cls;
+  char message[512];
+  vsnprintf(message, sizeof message, fmt, args);
+  message[strcspn(message, "\n")] = '\0';
+  log_msg(LOG_WARN, "http_server", "%s", message);
+}
+
+/* Fills `address` from a numeric IPv4 or IPv6 literal. */
+static int make_address(const char *text, uint16_t port, struct sockaddr_storage *address)
+{
+  memset(address, 0, sizeof *address);
+  struct sockaddr_in *v4 = (struct sockaddr_in *) address;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *) address;
+  if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    return 0;
+  }
+  if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    return 0;
+  }
+  return -1;
+}
+
+http_api_t *http_api_start(const http_api_config_t *config)
+{
+  struct sockaddr_storage address;
+  if (make_address(config->bind_address, config->port, &address) != 0) {
+    log_msg(LOG_ERROR, "http_bind_failed", "GATEWAY_BIND %s is not an IP address",
+            config->bind_address);
+    return NULL;
+  }
+  http_api_t *self = calloc(1, sizeof *self);
+  if (!self)
+    return NULL;
+  self->config = *config;
+  self->static_dir_fd = open(config->static_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (self->static_dir_fd < 0)
+    log_msg(LOG_WARN, "static_dir_missing", "%s: %s; the web UI will answer 404",
+            config->static_dir, strerror(errno));
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+  if (address.ss_family == AF_INET6)
+    flags |= MHD_USE_IPv6;
+  self->daemon = MHD_start_daemon(
+    flags, config->port, NULL, NULL, on_request, self,
+    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+    MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &address,
+    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) config->threads,
+    MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config->connection_limit,
+    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config->connection_timeout_s,
+    MHD_OPTION_NOTIFY_COMPLETED, on_completed, self,
+    MHD_OPTION_END);
+  if (!self->daemon) {
+    log_msg(LOG_ERROR, "http_start_failed", "cannot serve on %s port %u",
+            config->bind_address, (unsigned) config->port);
+    if (self->static_dir_fd >= 0)
+      close(self->static_dir_fd);
+    free(self);
+    return NULL;
+  }
+  return self;
+}
+
+uint16_t http_api_port(const http_api_t *self)
+{
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  return info ? info->port : 0;
+}
+
+void http_api_stop(http_api_t **self_p)
+{
+  http_api_t *self = *self_p;
+  if (!self)
+    return;
+  MHD_stop_daemon(self->daemon);
+  if (self->static_dir_fd >= 0)
+    close(self->static_dir_fd);
+  free(self);
+  *self_p = NULL;
+}

@@ -1,0 +1,47 @@
+/* http_api: the gateway's HTTP surface (shared/docs/api.md) on libmicrohttpd:
+ * submit audio or text, poll jobs, read and forget sessions, fetch media, the
+ * static UI, /healthz and /metrics. It owns the MHD daemon; the stores, metrics
+ * and pipeline are the caller's and must outlive it. */
+#ifndef GATEWAY_HTTP_API_H
+#define GATEWAY_HTTP_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "job_store.h"
+#include "media_store.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "session_store.h"
+
+typedef struct {
+  const char *bind_address;      /* IPv4 or IPv6 literal, e.g. "0.0.0.0" */
+  uint16_t port;                 /* 0 picks a free port (tests) */
+  unsigned threads;              /* MHD thread pool size */
+  unsigned connection_limit;     /* concurrent connections before refusing */
+  unsigned connection_timeout_s; /* idle seconds before a slow client is dropped */
+  const char *static_dir;        /* the UI files (gateway/static) */
+  size_t max_upload_bytes;       /* audio upload limit (413 above) */
+  size_t ask_max_chars;          /* typed question limit, code points (413 above) */
+  int64_t job_deadline_ms;       /* how long a job may take from submission */
+  job_store_t *jobs;
+  session_store_t *sessions;
+  media_store_t *media;
+  metrics_t *metrics;
+  const pipeline_t *pipeline;
+} http_api_config_t;
+
+typedef struct http_api http_api_t;
+
+/* Starts serving with a copy of `config` (its strings and pointers must outlive
+ * the server). NULL when the address cannot be bound or MHD fails to start. */
+http_api_t *http_api_start(const http_api_config_t *config);
+
+/* The port actually bound (useful with port 0). */
+uint16_t http_api_port(const http_api_t *self);
+
+/* Stops the daemon, waiting for its threads, and frees the server; sets *self_p
+ * to NULL. */
+void http_api_stop(http_api_t **self_p);
+
+#endif

@@ -1,0 +1,417 @@
+/* job_store: in-memory records behind one mutex. Each record keeps only what
+ * api.md shows; text is capped so a misbehaving worker cannot grow it without
+ * bound. */
+#include "job_store.h"
+
+#include "strmap.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  bool present;
+  char *text;
+  char *audio_url;
+  char *video_url;
+  uint32_t duration_ms;
+} segment_t;
+
+typedef struct {
+  char job_id[JOB_ID_MAX + 1];
+  char session_id[JOB_ID_MAX + 1];
+  job_state_t state;
+  char stage[16];
+  char *question;
+  char *reply;
+  char *audio_url;
+  char *video_url;
+  job_timing_t timings[JOB_TIMINGS_MAX];
+  size_t timing_count;
+  char error_code[32];
+  char *error_message;
+  segment_t segments[JOB_SEGMENTS_MAX];
+  int64_t created_ms;
+  int64_t updated_ms;
+} job_record_t;
+
+struct job_store {
+  pthread_mutex_t lock;
+  strmap_t *records;
+  int64_t ttl_ms;
+};
+
+static void segment_clear(segment_t *segment)
+{
+  free(segment->text);
+  free(segment->audio_url);
+  free(segment->video_url);
+  memset(segment, 0, sizeof *segment);
+}
+
+static void record_free(void *value)
+{
+  job_record_t *record = value;
+  free(record->question);
+  free(record->reply);
+  free(record->audio_url);
+  free(record->video_url);
+  free(record->error_message);
+  for (size_t i = 0; i < JOB_SEGMENTS_MAX; i++)
+    segment_clear(&record->segments[i]);
+  free(record);
+}
+
+static bool is_final(job_state_t state)
+{
+  return state == JOB_STATE_DONE || state == JOB_STATE_FAILED;
+}
+
+static bool is_set(const char *text) { return text && *text; }
+
+/* Replaces *field with a capped copy of `text` when `text` is set. Keeps the old
+ * value when out of memory: a stale field beats a lost record. */
+static void set_text(char **field, const char *text)
+{
+  if (!is_set(text))
+    return;
+  char *copy = strndup(text, JOB_TEXT_MAX);
+  if (!copy)
+    return;
+  free(*field);
+  *field = copy;
+}
+
+static void set_fixed(char *field, size_t size, const char *text)
+{
+  if (is_set(text))
+    snprintf(field, size, "%s", text);
+}
+
+job_store_t *job_store_new(int64_t ttl_ms)
+{
+  job_store_t *self = calloc(1, sizeof *self);
+  if (!self)
+    return NULL;
+  self->records = strmap_new(record_free);
+  if (!self->records || pthread_mutex_init(&self->lock, NULL) != 0) {
+    strmap_destroy(&self->records);
+    free(self);
+    return NULL;
+  }
+  self->ttl_ms = ttl_ms;
+  return self;
+}
+
+void job_store_destroy(job_store_t **self_p)
+{
+  job_store_t *self = *self_p;
+  if (!self)
+    return;
+  strmap_destroy(&self->records);
+  pthread_mutex_destroy(&self->lock);
+  free(self);
+  *self_p = NULL;
+}
+
+static job_record_t *record_new(const char *job_id, const char *session_id, int64_t now_ms)
+{
+  if (!is_set(job_id) || strlen(job_id) > JOB_ID_MAX)
+    return NULL;
+  job_record_t *record = calloc(1, sizeof *record);
+  if (!record)
+    return NULL;
+  snprintf(record->job_id, sizeof record->job_id, "%s", job_id);
+  set_fixed(record->session_id, sizeof record->session_id, session_id);
+  record->state = JOB_STATE_QUEUED;
+  record->created_ms = now_ms;
+  record->updated_ms = now_ms;
+  return record;
+}
+
+/* A record past its TTL counts as gone even before the sweep removes it. */
+static job_record_t *lookup(job_store_t *self, const char *job_id, int64_t now_ms)
+{
+  job_record_t *record = strmap_get(self->records, job_id);
+  if (record && now_ms - record->updated_ms > self->ttl_ms)
+    return NULL;
+  return record;
+}
+
+int job_store_create(job_store_t *self, const char *job_id, const char *session_id,
+                     const char *stage, const char *question, int64_t now_ms)
+{
+  pthread_mutex_lock(&self->lock);
+  int rc = -1;
+  if (!strmap_get(self->records, job_id)) {
+    job_record_t *record = record_new(job_id, session_id, now_ms);
+    if (record) {
+      set_fixed(record->stage, sizeof record->stage, stage);
+      set_text(&record->question, question);
+      rc = strmap_put(self->records, job_id, record);
+      if (rc != 0)
+        record_free(record);
+    }
+  }
+  pthread_mutex_unlock(&self->lock);
+  return rc;
+}
+
+void job_store_remove(job_store_t *self, const char *job_id)
+{
+  pthread_mutex_lock(&self->lock);
+  strmap_remove(self->records, job_id);
+  pthread_mutex_unlock(&self->lock);
+}
+
+static void merge_timing(job_record_t *record, const job_timing_t *timing)
+{
+  for (size_t i = 0; i < record->timing_count; i++)
+    if (strcmp(record->timings[i].name, timing->name) == 0) {
+      record->timings[i].ms = timing->ms;
+      return;
+    }
+  if (record->timing_count < JOB_TIMINGS_MAX && timing->name[0])
+    record->timings[record->timing_count++] = *timing;
+}
+
+static bool has_timing(const job_record_t *record, const char *name)
+{
+  for (size_t i = 0; i < record->timing_count; i++)
+    if (strcmp(record->timings[i].name, name) == 0)
+      return true;
+  return false;
+}
+
+static void merge_segment(job_record_t *record, const job_update_t *update)
+{
+  if (update->segment_index >= JOB_SEGMENTS_MAX)
+    return;
+  segment_t *segment = &record->segments[update->segment_index];
+  segment->present = true;
+  set_text(&segment->text, update->segment_text);
+  set_text(&segment->audio_url, update->audio_url);
+  set_text(&segment->video_url, update->video_url);
+  if (update->duration_ms)
+    segment->duration_ms = update->duration_ms;
+}
+
+static void merge(job_record_t *record, const job_update_t *update, int64_t at_ms)
+{
+  set_fixed(record->session_id, sizeof record->session_id, update->session_id);
+  if (update->state != JOB_STATE_NONE)
+    record->state = update->state;
+  set_fixed(record->stage, sizeof record->stage, update->stage);
+  set_text(&record->question, update->question);
+  set_text(&record->reply, update->reply);
+  if (update->is_segment) {
+    merge_segment(record, update);
+  } else {
+    set_text(&record->audio_url, update->audio_url);
+    set_text(&record->video_url, update->video_url);
+  }
+  for (size_t i = 0; i < update->timing_count; i++)
+    merge_timing(record, &update->timings[i]);
+  if (is_set(update->error_code)) {
+    set_fixed(record->error_code, sizeof record->error_code, update->error_code);
+    set_text(&record->error_message, is_set(update->error_message) ? update->error_message
+                                                                   : update->error_code);
+  }
+  /* A job that fails without saying why still owes the client an error object. */
+  if (record->state == JOB_STATE_FAILED && !record->error_code[0]) {
+    set_fixed(record->error_code, sizeof record->error_code, "backend_error");
+    set_text(&record->error_message, "The answer could not be produced.");
+  }
+  if (is_final(record->state) && !has_timing(record, "total") && at_ms > record->created_ms) {
+    job_timing_t total = {.name = "total", .ms = (uint32_t) (at_ms - record->created_ms)};
+    merge_timing(record, &total);
+  }
+}
+
+static void fill_final(const job_record_t *record, job_final_t *final)
+{
+  memset(final, 0, sizeof *final);
+  final->state = record->state;
+  snprintf(final->session_id, sizeof final->session_id, "%s", record->session_id);
+  final->question = record->question ? strdup(record->question) : NULL;
+  final->reply = record->reply ? strdup(record->reply) : NULL;
+  snprintf(final->error_code, sizeof final->error_code, "%s", record->error_code);
+  memcpy(final->timings, record->timings, sizeof final->timings);
+  final->timing_count = record->timing_count;
+}
+
+job_apply_result_t job_store_apply(job_store_t *self, const job_update_t *update,
+                                   int64_t now_ms, job_final_t *final)
+{
+  if (!is_set(update->job_id))
+    return JOB_APPLY_ERROR;
+  pthread_mutex_lock(&self->lock);
+  job_apply_result_t result = JOB_APPLY_ERROR;
+  job_record_t *record = lookup(self, update->job_id, now_ms);
+  if (!record) {
+    record = record_new(update->job_id, update->session_id, now_ms);
+    if (record && strmap_put(self->records, update->job_id, record) != 0) {
+      record_free(record);
+      record = NULL;
+    }
+  }
+  if (record && is_final(record->state)) {
+    result = JOB_APPLY_IGNORED;
+  } else if (record) {
+    merge(record, update, update->at_ms ? update->at_ms : now_ms);
+    record->updated_ms = now_ms;
+    result = is_final(record->state) ? JOB_APPLY_BECAME_FINAL : JOB_APPLY_UPDATED;
+    if (result == JOB_APPLY_BECAME_FINAL && final)
+      fill_final(record, final);
+  }
+  pthread_mutex_unlock(&self->lock);
+  return result;
+}
+
+bool job_store_is_final(job_store_t *self, const char *job_id, int64_t now_ms)
+{
+  pthread_mutex_lock(&self->lock);
+  job_record_t *record = lookup(self, job_id, now_ms);
+  bool final = record && is_final(record->state);
+  pthread_mutex_unlock(&self->lock);
+  return final;
+}
+
+/* cJSON's Add* calls do nothing on a NULL parent or item, so the renderers only
+ * test the root for allocation failure. */
+static void add_optional_string(cJSON *object, const char *name, const char *value)
+{
+  if (is_set(value))
+    cJSON_AddStringToObject(object, name, value);
+}
+
+static cJSON *render_segments(const job_record_t *record)
+{
+  cJSON *segments = cJSON_CreateArray();
+  for (uint32_t i = 0; segments && i < JOB_SEGMENTS_MAX; i++) {
+    const segment_t *segment = &record->segments[i];
+    if (!segment->present)
+      continue;
+    cJSON *item = cJSON_CreateObject();
+    if (!item)
+      continue;
+    cJSON_AddNumberToObject(item, "index", i);
+    cJSON_AddStringToObject(item, "text", segment->text ? segment->text : "");
+    add_optional_string(item, "audio_url", segment->audio_url);
+    add_optional_string(item, "video_url", segment->video_url);
+    cJSON_AddNumberToObject(item, "duration_ms", segment->duration_ms);
+    cJSON_AddItemToArray(segments, item);
+  }
+  return segments;
+}
+
+/* "total" goes last whatever order the stages reported in, as in api.md. */
+static cJSON *render_timings(const job_record_t *record)
+{
+  cJSON *timings = cJSON_CreateObject();
+  const job_timing_t *total = NULL;
+  for (size_t i = 0; timings && i < record->timing_count; i++) {
+    if (strcmp(record->timings[i].name, "total") == 0)
+      total = &record->timings[i];
+    else
+      cJSON_AddNumberToObject(timings, record->timings[i].name, record->timings[i].ms);
+  }
+  if (timings && total)
+    cJSON_AddNumberToObject(timings, total->name, total->ms);
+  return timings;
+}
+
+static bool has_segments(const job_record_t *record)
+{
+  for (size_t i = 0; i < JOB_SEGMENTS_MAX; i++)
+    if (record->segments[i].present)
+      return true;
+  return false;
+}
+
+static cJSON *render(const job_record_t *record)
+{
+  cJSON *root = cJSON_CreateObject();
+  if (!root)
+    return NULL;
+  cJSON_AddStringToObject(root, "job_id", record->job_id);
+  cJSON_AddStringToObject(root, "session_id", record->session_id);
+  cJSON_AddStringToObject(root, "state", job_state_name(record->state));
+  add_optional_string(root, "stage", record->stage);
+  add_optional_string(root, "transcript", record->question);
+  add_optional_string(root, "reply", record->reply);
+  add_optional_string(root, "audio_url", record->audio_url);
+  add_optional_string(root, "video_url", record->video_url);
+  if (has_segments(record))
+    cJSON_AddItemToObject(root, "segments", render_segments(record));
+  if (record->timing_count)
+    cJSON_AddItemToObject(root, "timings_ms", render_timings(record));
+  if (record->error_code[0]) {
+    cJSON *error = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(error, "code", record->error_code);
+    cJSON_AddStringToObject(error, "message",
+                            record->error_message ? record->error_message : record->error_code);
+  } else {
+    cJSON_AddNullToObject(root, "error");
+  }
+  return root;
+}
+
+cJSON *job_store_render(job_store_t *self, const char *job_id, int64_t now_ms)
+{
+  pthread_mutex_lock(&self->lock);
+  job_record_t *record = lookup(self, job_id, now_ms);
+  cJSON *json = record ? render(record) : NULL;
+  pthread_mutex_unlock(&self->lock);
+  return json;
+}
+
+typedef struct {
+  int64_t now_ms;
+  int64_t ttl_ms;
+} expiry_t;
+
+static bool record_expired(const void *value, void *arg)
+{
+  const job_record_t *record = value;
+  const expiry_t *expiry = arg;
+  return expiry->now_ms - record->updated_ms > expiry->ttl_ms;
+}
+
+size_t job_store_expire(job_store_t *self, int64_t now_ms)
+{
+  expiry_t expiry = {.now_ms = now_ms, .ttl_ms = self->ttl_ms};
+  pthread_mutex_lock(&self->lock);
+  size_t removed = strmap_remove_if(self->records, record_expired, &expiry);
+  pthread_mutex_unlock(&self->lock);
+  return removed;
+}
+
+size_t job_store_size(job_store_t *self)
+{
+  pthread_mutex_lock(&self->lock);
+  size_t size = strmap_size(self->records);
+  pthread_mutex_unlock(&self->lock);
+  return size;
+}
+
+void job_final_clear(job_final_t *final)
+{
+  free(final->question);
+  free(final->reply);
+  final->question = NULL;
+  final->reply = NULL;
+}
+
+const char *job_state_name(job_state_t state)
+{
+  switch (state) {
+  case JOB_STATE_QUEUED: return "queued";
+  case JOB_STATE_RUNNING: return "running";
+  case JOB_STATE_DONE: return "done";
+  case JOB_STATE_FAILED: return "failed";
+  case JOB_STATE_NONE: break;
+  }
+  return "unknown";
+}

@@ -1,0 +1,189 @@
+/* gateway: the HTTP front of the talking-avatar pipeline. Reads its settings
+ * from the environment, wires the stores, the broker client and the HTTP API
+ * together, then sleeps on SIGTERM/SIGINT, expiring old jobs, sessions and
+ * media every so often, and shuts everything down cleanly. */
+#include "broker_client.h"
+#include "clock.h"
+#include "config.h"
+#include "http_api.h"
+#include "job_store.h"
+#include "log.h"
+#include "media_store.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "session_store.h"
+#include "status_sink.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#ifndef GATEWAY_STATIC_DIR_DEFAULT
+#define GATEWAY_STATIC_DIR_DEFAULT "gateway/static"
+#endif
+
+#define SUBMIT_TIMEOUT_MS 2500
+#define HOUSEKEEPING_INTERVAL_S 60
+
+typedef struct {
+  _Atomic(broker_client_t *) client; /* NULL until connected, and again while stopping */
+  status_sink_t sink;
+} gateway_t;
+
+static broker_submit_result_t submit_to_broker(void *arg, const char *stage, const char *job_id,
+                                               int64_t deadline_ms, const uint8_t *job,
+                                               size_t size)
+{
+  gateway_t *gateway = arg;
+  char reason[256];
+  broker_submit_result_t result =
+    broker_client_submit(atomic_load(&gateway->client), stage, job_id, deadline_ms, job, size,
+                         SUBMIT_TIMEOUT_MS, reason, sizeof reason);
+  if (result == BROKER_NACK_FULL)
+    log_msg(LOG_WARN, "broker_full", "%s", reason);
+  return result;
+}
+
+static cJSON *broker_info(void *arg, int timeout_ms)
+{
+  gateway_t *gateway = arg;
+  return broker_client_info(atomic_load(&gateway->client), timeout_ms);
+}
+
+/* Status events can only concern jobs this client submitted once it exists, but
+ * the broker may deliver one for another gateway's job while we are still
+ * wiring up: then there is no client to release anything in yet. */
+static void release_job(void *arg, const char *job_id)
+{
+  gateway_t *gateway = arg;
+  broker_client_t *client = atomic_load(&gateway->client);
+  if (client)
+    broker_client_job_final(client, job_id);
+}
+
+static void on_status(void *arg, const uint8_t *status, size_t size)
+{
+  gateway_t *gateway = arg;
+  status_sink_apply(&gateway->sink, status, size);
+}
+
+static void housekeeping(const gateway_t *gateway)
+{
+  int64_t now_ms = clock_wall_ms();
+  size_t jobs = job_store_expire(gateway->sink.jobs, now_ms);
+  size_t sessions = session_store_expire(gateway->sink.sessions, now_ms);
+  size_t files = media_store_cleanup(gateway->sink.media, now_ms / 1000);
+  if (jobs || sessions || files) {
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddNumberToObject(fields, "jobs", (double) jobs);
+    cJSON_AddNumberToObject(fields, "sessions", (double) sessions);
+    cJSON_AddNumberToObject(fields, "files", (double) files);
+    log_event(LOG_INFO, "expired", fields);
+  }
+}
+
+/* Waits for SIGTERM or SIGINT (blocked in every thread, so only this wait sees
+ * them), doing housekeeping between waits. */
+static void wait_for_stop(const gateway_t *gateway, const sigset_t *stop_signals)
+{
+  struct timespec interval = {.tv_sec = HOUSEKEEPING_INTERVAL_S};
+  for (;;) {
+    int signal_number = sigtimedwait(stop_signals, NULL, &interval);
+    if (signal_number == SIGTERM || signal_number == SIGINT) {
+      log_msg(LOG_INFO, "stopping", "signal %d", signal_number);
+      return;
+    }
+    if (signal_number < 0 && errno == EAGAIN)
+      housekeeping(gateway);
+  }
+}
+
+int main(void)
+{
+  log_init("gateway");
+  /* Block the stop signals before any thread starts, so every thread inherits
+   * the mask and the signals queue for sigtimedwait. */
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0)
+    return EXIT_FAILURE;
+  signal(SIGPIPE, SIG_IGN);
+
+  const char *media_dir = config_str("MEDIA_DIR", "./var/media");
+  gateway_t gateway = {.client = NULL};
+  pipeline_t pipeline = {
+    .submit = submit_to_broker, .info = broker_info, .job_final = release_job, .arg = &gateway,
+  };
+  gateway.sink = (status_sink_t) {
+    .jobs = job_store_new(config_long("JOB_TTL_S", 3600, 1, 7 * 86400) * 1000),
+    .sessions = session_store_new((size_t) config_long("SESSION_MAX_TURNS", 10, 1, 200),
+                                  config_long("SESSION_TTL_S", 3600, 1, 30 * 86400) * 1000),
+    .media = media_store_new(media_dir, config_long("MEDIA_TTL_S", 3600, 1, 30 * 86400)),
+    .metrics = metrics_new(),
+    .pipeline = &pipeline,
+  };
+  int exit_code = EXIT_FAILURE;
+  http_api_t *api = NULL;
+  if (!gateway.sink.jobs || !gateway.sink.sessions || !gateway.sink.metrics) {
+    log_msg(LOG_ERROR, "start_failed", "out of memory");
+    goto cleanup;
+  }
+  if (!gateway.sink.media) {
+    log_msg(LOG_ERROR, "start_failed", "MEDIA_DIR %s cannot be created or opened", media_dir);
+    goto cleanup;
+  }
+  const char *endpoint = config_str("BROKER_ENDPOINT", "tcp://127.0.0.1:5555");
+  broker_client_t *client = broker_client_new(endpoint, on_status, &gateway);
+  if (!client) {
+    log_msg(LOG_ERROR, "start_failed", "cannot create the broker client for %s", endpoint);
+    goto cleanup;
+  }
+  atomic_store(&gateway.client, client);
+
+  http_api_config_t http = {
+    .bind_address = config_str("GATEWAY_BIND", "0.0.0.0"),
+    .port = (uint16_t) config_long("GATEWAY_PORT", 8080, 1, 65535),
+    .threads = (unsigned) config_long("GATEWAY_THREADS", 4, 1, 64),
+    .connection_limit = (unsigned) config_long("GATEWAY_MAX_CONNECTIONS", 512, 8, 65536),
+    .connection_timeout_s = (unsigned) config_long("GATEWAY_CONNECTION_TIMEOUT_S", 30, 1, 3600),
+    .static_dir = config_str("GATEWAY_STATIC_DIR", GATEWAY_STATIC_DIR_DEFAULT),
+    .max_upload_bytes =
+      (size_t) config_long("GATEWAY_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1024, 512L * 1024 * 1024),
+    .ask_max_chars = (size_t) config_long("ASK_MAX_CHARS", 1000, 1, 100000),
+    .job_deadline_ms = config_long("JOB_DEADLINE_MS", 60000, 1000, 3600000),
+    .jobs = gateway.sink.jobs,
+    .sessions = gateway.sink.sessions,
+    .media = gateway.sink.media,
+    .metrics = gateway.sink.metrics,
+    .pipeline = &pipeline,
+  };
+  api = http_api_start(&http);
+  if (!api)
+    goto cleanup;
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "bind", http.bind_address);
+  cJSON_AddNumberToObject(fields, "port", http_api_port(api));
+  cJSON_AddStringToObject(fields, "broker", endpoint);
+  cJSON_AddStringToObject(fields, "media_dir", media_dir);
+  log_event(LOG_INFO, "listening", fields);
+
+  wait_for_stop(&gateway, &stop_signals);
+  exit_code = EXIT_SUCCESS;
+
+cleanup:
+  /* HTTP first (no new submissions), then the client (no more status events),
+   * then what both of them used. */
+  http_api_stop(&api);
+  client = atomic_exchange(&gateway.client, NULL);
+  broker_client_destroy(&client);
+  media_store_destroy(&gateway.sink.media);
+  session_store_destroy(&gateway.sink.sessions);
+  job_store_destroy(&gateway.sink.jobs);
+  metrics_destroy(&gateway.sink.metrics);
+  log_msg(LOG_INFO, "stopped", "exit code %d", exit_code);
+  return exit_code;
+}

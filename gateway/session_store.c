@@ -1,0 +1,269 @@
+/* session_store: in-memory sessions behind one mutex. Each session keeps a
+ * bounded ring of turns, so a long conversation costs at most max_turns texts. */
+#include "session_store.h"
+
+#include "strmap.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TURN_TEXT_MAX 16384 /* longest turn text kept, bytes */
+
+typedef struct {
+  char id[SESSION_ID_MAX + 1];
+  session_turn_t *ring;   /* `capacity` slots; the oldest live turn is at `first` */
+  size_t capacity;
+  size_t first;
+  size_t count;
+  int64_t used_ms;
+} session_t;
+
+struct session_store {
+  pthread_mutex_t lock;
+  strmap_t *sessions;
+  size_t max_turns;
+  int64_t ttl_ms;
+};
+
+static void session_free(void *value)
+{
+  session_t *session = value;
+  for (size_t i = 0; i < session->capacity; i++)
+    free(session->ring[i].text);
+  free(session->ring);
+  free(session);
+}
+
+static session_t *session_new(const char *id, size_t capacity, int64_t now_ms)
+{
+  session_t *session = calloc(1, sizeof *session);
+  if (!session)
+    return NULL;
+  session->ring = calloc(capacity, sizeof *session->ring);
+  if (!session->ring) {
+    free(session);
+    return NULL;
+  }
+  snprintf(session->id, sizeof session->id, "%s", id);
+  session->capacity = capacity;
+  session->used_ms = now_ms;
+  return session;
+}
+
+session_store_t *session_store_new(size_t max_turns, int64_t ttl_ms)
+{
+  session_store_t *self = calloc(1, sizeof *self);
+  if (!self)
+    return NULL;
+  self->sessions = strmap_new(session_free);
+  if (!self->sessions || pthread_mutex_init(&self->lock, NULL) != 0) {
+    strmap_destroy(&self->sessions);
+    free(self);
+    return NULL;
+  }
+  self->max_turns = max_turns ? max_turns : 1;
+  self->ttl_ms = ttl_ms;
+  return self;
+}
+
+void session_store_destroy(session_store_t **self_p)
+{
+  session_store_t *self = *self_p;
+  if (!self)
+    return;
+  strmap_destroy(&self->sessions);
+  pthread_mutex_destroy(&self->lock);
+  free(self);
+  *self_p = NULL;
+}
+
+/* An expired session is treated as gone at once, not only after the sweep. */
+static session_t *lookup(session_store_t *self, const char *id, int64_t now_ms)
+{
+  session_t *session = strmap_get(self->sessions, id);
+  if (session && now_ms - session->used_ms > self->ttl_ms) {
+    strmap_remove(self->sessions, id);
+    return NULL;
+  }
+  return session;
+}
+
+static int open_locked(session_store_t *self, const char *id, int64_t now_ms)
+{
+  session_t *session = lookup(self, id, now_ms);
+  if (session) {
+    session->used_ms = now_ms;
+    return 0;
+  }
+  session = session_new(id, self->max_turns, now_ms);
+  if (!session)
+    return -1;
+  if (strmap_put(self->sessions, id, session) != 0) {
+    session_free(session);
+    return -1;
+  }
+  return 0;
+}
+
+int session_store_open(session_store_t *self, const char *requested, int64_t now_ms,
+                       char *id_out)
+{
+  char fresh[ID_HEX_SIZE];
+  const char *id = requested;
+  if (!requested || !*requested) {
+    if (id_random_hex(fresh) != 0)
+      return -1;
+    id = fresh;
+  } else if (!id_is_valid(requested)) {
+    return -1;
+  }
+  pthread_mutex_lock(&self->lock);
+  int rc = open_locked(self, id, now_ms);
+  pthread_mutex_unlock(&self->lock);
+  if (rc == 0)
+    snprintf(id_out, SESSION_ID_MAX + 1, "%s", id);
+  return rc;
+}
+
+static const session_turn_t *turn_at(const session_t *session, size_t i)
+{
+  return &session->ring[(session->first + i) % session->capacity];
+}
+
+int session_store_turns(session_store_t *self, const char *id, int64_t now_ms,
+                        session_turn_t **turns_out, size_t *count_out)
+{
+  *turns_out = NULL;
+  *count_out = 0;
+  pthread_mutex_lock(&self->lock);
+  int rc = 0;
+  session_t *session = lookup(self, id, now_ms);
+  if (session && session->count) {
+    session_turn_t *turns = calloc(session->count, sizeof *turns);
+    size_t copied = 0;
+    for (; turns && copied < session->count; copied++) {
+      const session_turn_t *turn = turn_at(session, copied);
+      turns[copied] = *turn;
+      turns[copied].text = strdup(turn->text);
+      if (!turns[copied].text)
+        break;
+    }
+    if (turns && copied == session->count) {
+      *turns_out = turns;
+      *count_out = copied;
+    } else {
+      session_turns_free(turns, copied);
+      rc = -1;
+    }
+  }
+  pthread_mutex_unlock(&self->lock);
+  return rc;
+}
+
+void session_turns_free(session_turn_t *turns, size_t count)
+{
+  for (size_t i = 0; turns && i < count; i++)
+    free(turns[i].text);
+  free(turns);
+}
+
+static bool has_job(const session_t *session, const char *job_id)
+{
+  for (size_t i = 0; i < session->count; i++)
+    if (strcmp(turn_at(session, i)->job_id, job_id) == 0)
+      return true;
+  return false;
+}
+
+/* Drops the oldest turn when the ring is full: history is a sliding window. */
+static void push_turn(session_t *session, const char *role, const char *text,
+                      const char *job_id)
+{
+  char *copy = strndup(text, TURN_TEXT_MAX);
+  if (!copy)
+    return;
+  if (session->count == session->capacity) {
+    free(session->ring[session->first].text);
+    session->ring[session->first].text = NULL;
+    session->first = (session->first + 1) % session->capacity;
+    session->count--;
+  }
+  session_turn_t *slot = &session->ring[(session->first + session->count) % session->capacity];
+  snprintf(slot->role, sizeof slot->role, "%s", role);
+  snprintf(slot->job_id, sizeof slot->job_id, "%s", job_id);
+  slot->text = copy;
+  session->count++;
+}
+
+void session_store_append_exchange(session_store_t *self, const char *id, const char *job_id,
+                                   const char *question, const char *reply, int64_t now_ms)
+{
+  pthread_mutex_lock(&self->lock);
+  session_t *session = lookup(self, id, now_ms);
+  if (session && !has_job(session, job_id)) {
+    if (question && *question)
+      push_turn(session, "user", question, job_id);
+    if (reply && *reply)
+      push_turn(session, "assistant", reply, job_id);
+    session->used_ms = now_ms;
+  }
+  pthread_mutex_unlock(&self->lock);
+}
+
+static cJSON *render(const session_t *session)
+{
+  cJSON *root = cJSON_CreateObject();
+  if (!root)
+    return NULL;
+  cJSON_AddStringToObject(root, "session_id", session->id);
+  cJSON *turns = cJSON_AddArrayToObject(root, "turns");
+  for (size_t i = 0; turns && i < session->count; i++) {
+    const session_turn_t *turn = turn_at(session, i);
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddStringToObject(item, "role", turn->role);
+    cJSON_AddStringToObject(item, "text", turn->text);
+    cJSON_AddStringToObject(item, "job_id", turn->job_id);
+    cJSON_AddItemToArray(turns, item);
+  }
+  return root;
+}
+
+cJSON *session_store_render(session_store_t *self, const char *id, int64_t now_ms)
+{
+  pthread_mutex_lock(&self->lock);
+  session_t *session = lookup(self, id, now_ms);
+  cJSON *json = session ? render(session) : NULL;
+  pthread_mutex_unlock(&self->lock);
+  return json;
+}
+
+bool session_store_delete(session_store_t *self, const char *id, int64_t now_ms)
+{
+  pthread_mutex_lock(&self->lock);
+  bool deleted = lookup(self, id, now_ms) && strmap_remove(self->sessions, id);
+  pthread_mutex_unlock(&self->lock);
+  return deleted;
+}
+
+typedef struct {
+  int64_t now_ms;
+  int64_t ttl_ms;
+} expiry_t;
+
+static bool session_expired(const void *value, void *arg)
+{
+  const session_t *session = value;
+  const expiry_t *expiry = arg;
+  return expiry->now_ms - session->used_ms > expiry->ttl_ms;
+}
+
+size_t session_store_expire(session_store_t *self, int64_t now_ms)
+{
+  expiry_t expiry = {.now_ms = now_ms, .ttl_ms = self->ttl_ms};
+  pthread_mutex_lock(&self->lock);
+  size_t removed = strmap_remove_if(self->sessions, session_expired, &expiry);
+  pthread_mutex_unlock(&self->lock);
+  return removed;
+}

@@ -1,0 +1,174 @@
+/* status_sink: turns one avatar.Status into files and a job_update_t. Media is
+ * written before the store is updated, so a URL is never visible before its
+ * file exists. */
+#include "status_sink.h"
+
+#include "clock.h"
+#include "ids.h"
+#include "log.h"
+#include "pipeline.pb-c.h"
+#include "upload.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* URLs of the files one event produced; empty strings when none. */
+typedef struct {
+  char audio_url[MEDIA_NAME_MAX + 16];
+  char video_url[MEDIA_NAME_MAX + 16];
+} event_urls_t;
+
+static job_state_t state_from_proto(Avatar__State state)
+{
+  switch (state) {
+  case AVATAR__STATE__QUEUED: return JOB_STATE_QUEUED;
+  case AVATAR__STATE__RUNNING: return JOB_STATE_RUNNING;
+  case AVATAR__STATE__DONE: return JOB_STATE_DONE;
+  case AVATAR__STATE__FAILED: return JOB_STATE_FAILED;
+  default: return JOB_STATE_NONE;
+  }
+}
+
+static const char *audio_extension(const char *mime)
+{
+  if (upload_type_is(mime, "audio/mpeg") || upload_type_is(mime, "audio/mp3"))
+    return "mp3";
+  if (upload_type_is(mime, "audio/ogg"))
+    return "ogg";
+  return "wav"; /* eSpeak's output, and what the tts stage sends by default */
+}
+
+static const char *video_extension(const char *mime)
+{
+  return upload_type_is(mime, "video/webm") ? "webm" : "mp4";
+}
+
+/* Writes one media file named after the job (and segment) and fills `url`.
+ * A failed write is logged and leaves `url` empty: the job goes on without it. */
+static void save_media(const status_sink_t *sink, const Avatar__Status *status,
+                       const ProtobufCBinaryData *bytes, const char *extension, char *url,
+                       size_t url_size)
+{
+  if (!bytes->len)
+    return;
+  char name[MEDIA_NAME_MAX + 1];
+  if (status->is_segment)
+    snprintf(name, sizeof name, "%s-%u.%s", status->job_id, status->segment_index, extension);
+  else
+    snprintf(name, sizeof name, "%s.%s", status->job_id, extension);
+  if (media_store_write(sink->media, name, bytes->data, bytes->len) != 0) {
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddStringToObject(fields, "job_id", status->job_id);
+    cJSON_AddStringToObject(fields, "file", name);
+    cJSON_AddStringToObject(fields, "reason", strerror(errno));
+    log_event(LOG_ERROR, "media_write_failed", fields);
+    return;
+  }
+  snprintf(url, url_size, "/media/%s", name);
+}
+
+static void save_event_media(const status_sink_t *sink, const Avatar__Status *status,
+                             event_urls_t *urls)
+{
+  save_media(sink, status, &status->audio, audio_extension(status->audio_mime), urls->audio_url,
+             sizeof urls->audio_url);
+  save_media(sink, status, &status->video, video_extension(status->video_mime), urls->video_url,
+             sizeof urls->video_url);
+  /* A remote renderer hosts its own result: its URL is passed on as given. */
+  if (!urls->video_url[0] && status->video_url && *status->video_url)
+    snprintf(urls->video_url, sizeof urls->video_url, "%s", status->video_url);
+}
+
+static void log_dropped(const char *job_id, const char *reason)
+{
+  cJSON *fields = cJSON_CreateObject();
+  if (job_id)
+    cJSON_AddStringToObject(fields, "job_id", job_id);
+  cJSON_AddStringToObject(fields, "reason", reason);
+  log_event(LOG_WARN, "status_dropped", fields);
+}
+
+static void finish(const status_sink_t *sink, const char *job_id, job_final_t *final,
+                   int64_t now_ms)
+{
+  if (final->session_id[0])
+    session_store_append_exchange(sink->sessions, final->session_id, job_id, final->question,
+                                  final->reply, now_ms);
+  metrics_job_final(sink->metrics, final->state, final->error_code, final->timings,
+                    final->timing_count);
+  sink->pipeline->job_final(sink->pipeline->arg, job_id);
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "job_id", job_id);
+  cJSON_AddStringToObject(fields, "state", job_state_name(final->state));
+  if (final->error_code[0])
+    cJSON_AddStringToObject(fields, "error_code", final->error_code);
+  log_event(LOG_INFO, "job_final", fields);
+}
+
+static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_t now_ms)
+{
+  if (job_store_is_final(sink->jobs, status->job_id, now_ms)) {
+    log_dropped(status->job_id, "job already final");
+    return -1;
+  }
+  event_urls_t urls = {{0}, {0}};
+  save_event_media(sink, status, &urls);
+
+  job_timing_t timings[JOB_TIMINGS_MAX];
+  size_t timing_count = 0;
+  for (size_t i = 0; i < status->n_timings && timing_count < JOB_TIMINGS_MAX; i++) {
+    snprintf(timings[timing_count].name, sizeof timings[timing_count].name, "%s",
+             status->timings[i]->stage);
+    timings[timing_count].ms = status->timings[i]->ms;
+    timing_count++;
+  }
+  const char *question = *status->question ? status->question : status->transcript;
+  job_update_t update = {
+    .job_id = status->job_id,
+    .session_id = id_is_valid(status->session_id) ? status->session_id : NULL,
+    .state = state_from_proto(status->state),
+    .stage = status->stage,
+    .question = question,
+    .reply = status->reply,
+    .audio_url = urls.audio_url,
+    .video_url = urls.video_url,
+    .timings = timings,
+    .timing_count = timing_count,
+    .error_code = status->error ? status->error->code : NULL,
+    .error_message = status->error ? status->error->message : NULL,
+    .is_segment = status->is_segment,
+    .segment_index = status->segment_index,
+    .segment_text = status->segment_text,
+    .duration_ms = status->duration_ms,
+    .at_ms = (int64_t) status->at_ms,
+  };
+  job_final_t final;
+  job_apply_result_t result = job_store_apply(sink->jobs, &update, now_ms, &final);
+  if (result == JOB_APPLY_BECAME_FINAL) {
+    finish(sink, status->job_id, &final, now_ms);
+    job_final_clear(&final);
+  }
+  if (result == JOB_APPLY_ERROR || result == JOB_APPLY_IGNORED) {
+    log_dropped(status->job_id, result == JOB_APPLY_ERROR ? "store error" : "job already final");
+    return -1;
+  }
+  return 0;
+}
+
+int status_sink_apply(const status_sink_t *sink, const uint8_t *packed, size_t size)
+{
+  Avatar__Status *status = avatar__status__unpack(NULL, size, packed);
+  if (!status) {
+    log_dropped(NULL, "malformed status");
+    return -1;
+  }
+  int rc = -1;
+  /* The job id names files on disk: only well-formed ids go further. */
+  if (id_is_valid(status->job_id))
+    rc = apply(sink, status, clock_wall_ms());
+  else
+    log_dropped(NULL, "invalid job id");
+  avatar__status__free_unpacked(status, NULL);
+  return rc;
+}
