@@ -8,11 +8,10 @@
 #include <libavformat/avformat.h>
 #include <libavutil/channel_layout.h>
 #include <libavutil/mem.h>
-#include <libavutil/opt.h>
 #include <libswresample/swresample.h>
 
-#include <limits.h>
-#include <stdio.h>
+#include <stdint.h>
+#include <stdio.h>      /* SEEK_SET and friends */
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,7 +75,7 @@ static int64_t memory_seek(void *opaque, int64_t offset, int whence)
   default:
     return AVERROR(EINVAL);
   }
-  /* Both operands are bounded by the buffer size or by INT64 range checks below. */
+  /* Positions outside the buffer are refused; the first test keeps the sum from overflowing. */
   if ((offset > 0 && base > INT64_MAX - offset) || base + offset < 0 ||
       (uint64_t) (base + offset) > reader->size)
     return AVERROR(EINVAL);

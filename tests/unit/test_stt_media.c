@@ -2,6 +2,7 @@
 #include "test_stt_media.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,8 @@ int media_run(const char *const argv[], const char *stdout_path, const char *std
   }
   int status;
   while (waitpid(pid, &status, 0) < 0)
-    ;
+    if (errno != EINTR)
+      return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

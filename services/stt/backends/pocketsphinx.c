@@ -2,7 +2,8 @@
  * Debian's pocketsphinx-en-us; the language model and dictionary are generated at build
  * time from the knowledge base (see lmgen.c), which is what makes the questions people
  * ask this assistant recognizable. The decoder is loaded once per backend and reused
- * for every job, because loading it takes far longer than decoding a question. */
+ * for every job, because loading it takes far longer than decoding a question. A decoder
+ * is not thread-safe: each worker thread creates its own backend. */
 #include "stt_backend.h"
 
 #include "audio.h"
