@@ -4,6 +4,7 @@
 #include "face.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define DESIGN_SIZE 512.0
@@ -56,9 +57,18 @@ const character_t *face_character_default(void)
   return &characters[0];
 }
 
-const char *face_character_names(void)
+void face_character_names(char *buf, size_t size)
 {
-  return "ada, leo";
+  size_t used = 0;
+  if (size == 0)
+    return;
+  buf[0] = '\0';
+  for (size_t i = 0; i < CHARACTER_COUNT && used < size; i++) {
+    int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", characters[i].name);
+    if (n < 0)
+      return;
+    used += (size_t) n;
+  }
 }
 
 static void set_rgb(cairo_t *cr, face_rgb_t c)

@@ -6,6 +6,7 @@
 #include "viseme.h"
 
 #include <cairo.h>
+#include <stddef.h>
 
 typedef struct {
   double r, g, b;
@@ -47,8 +48,9 @@ const character_t *face_character_find(const char *name);
 /* The character used when none is asked for. */
 const character_t *face_character_default(void);
 
-/* The names of all characters, comma-separated, for error messages. */
-const char *face_character_names(void);
+/* Writes the names of all characters, comma-separated, into `buf` (`size` bytes,
+ * truncated if need be), for messages that list the choices. */
+void face_character_names(char *buf, size_t size);
 
 /* The character's backdrop (a soft gradient that never moves) at `width` x `height`
  * pixels, drawn once per job because gradients are the costliest part of a frame.

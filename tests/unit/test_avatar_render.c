@@ -77,18 +77,21 @@ static int near_colour(const uint8_t *px, int r, int g, int b, int tolerance)
   return abs(px[0] - r) <= tolerance && abs(px[1] - g) <= tolerance && abs(px[2] - b) <= tolerance;
 }
 
-/* Regions in the 512x512 frame, wide enough for the head's idle sway. */
-static frame_probe_t probe_rgb(const uint8_t *rgb, int stride)
+/* Regions given for a 512x512 frame and scaled to `size`, wide enough for the
+ * head's idle sway. */
+static frame_probe_t probe_rgb(const uint8_t *rgb, int stride, int size)
 {
   frame_probe_t p = { 0 };
-  for (int y = 255; y < 380; y++)
-    for (int x = 180; x < 332; x++)
+#define AT(v) ((v) * size / SIZE)
+  for (int y = AT(255); y < AT(380); y++)
+    for (int x = AT(180); x < AT(332); x++)
       p.mouth_dark += near_colour(rgb + y * stride + 3 * x, 89, 23, 33, 35);
-  for (int y = 170; y < 255; y++)
-    for (int x = 160; x < 352; x++) {
+  for (int y = AT(170); y < AT(255); y++)
+    for (int x = AT(160); x < AT(352); x++) {
       const uint8_t *px = rgb + y * stride + 3 * x;
       p.eye_white += px[0] > 225 && px[1] > 225 && px[2] > 225;
     }
+#undef AT
   memcpy(p.corner, rgb + 8 * stride + 3 * 8, 3);
   return p;
 }
@@ -138,6 +141,7 @@ static void decode_mp4(const uint8_t *data, size_t size, decoded_t *out)
     }
   }
   assert_true(video_index >= 0);
+  assert_int_equal(out->width, out->height);
 
   AVCodecParameters *par = format->streams[video_index]->codecpar;
   const AVCodec *codec = avcodec_find_decoder(par->codec_id);
@@ -171,7 +175,7 @@ static void decode_mp4(const uint8_t *data, size_t size, decoded_t *out)
       int strides[1] = { par->width * 3 };
       sws_scale(sws, (const uint8_t *const *) frame->data, frame->linesize, 0, par->height, planes, strides);
       if (out->frame_count < MAX_FRAMES)
-        out->frames[out->frame_count] = probe_rgb(rgb, strides[0]);
+        out->frames[out->frame_count] = probe_rgb(rgb, strides[0], par->width);
       out->frame_count++;
       av_frame_unref(frame);
     }
@@ -365,6 +369,37 @@ static void test_character_override(void **state)
   free(wav);
 }
 
+static void test_environment_settings(void **state)
+{
+  (void) state;
+  setenv("AVATAR_SIZE", "256", 1);
+  setenv("AVATAR_FPS", "30", 1);
+  setenv("AVATAR_CHARACTER", "leo", 1);
+  stage_error_t err = { 0 };
+  avatar_backend_t *backend = avatar_local_new(&err);
+  unsetenv("AVATAR_SIZE");
+  unsetenv("AVATAR_FPS");
+  unsetenv("AVATAR_CHARACTER");
+  assert_non_null(backend);
+  uint8_t *wav = NULL;
+  size_t wav_size = 0;
+  make_speech_wav(300, 400, &wav, &wav_size);
+  avatar_input_t in = { .audio = wav, .audio_size = wav_size };
+  avatar_output_t out;
+  render_ok(backend, &in, &out);
+  decoded_t *video = malloc(sizeof *video);
+  assert_non_null(video);
+  decode_mp4(out.video, out.video_size, video);
+  assert_int_equal(video->width, 256);
+  assert_int_equal(video->frame_count, 12);     /* ceil(0.4 s * 30 fps) */
+  assert_true(video->frames[0].corner[0] > video->frames[0].corner[2]);
+  free(video);
+  avatar_output_release(&out);
+  free(wav);
+  backend->destroy(&backend);
+  assert_null(backend);
+}
+
 static void test_garbage_audio_is_bad_audio(void **state)
 {
   avatar_backend_t *backend = *state;
@@ -478,6 +513,7 @@ int main(void)
     cmocka_unit_test(test_renders_lip_synced_mp4),
     cmocka_unit_test(test_audio_only_lip_sync_and_blinks),
     cmocka_unit_test(test_character_override),
+    cmocka_unit_test(test_environment_settings),
     cmocka_unit_test(test_garbage_audio_is_bad_audio),
     cmocka_unit_test(test_encoder_failures_are_render_errors),
     cmocka_unit_test(test_print_render_speed),

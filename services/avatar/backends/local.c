@@ -83,8 +83,10 @@ static const character_t *choose_character(const local_backend_t *self, const ch
   const character_t *character = face_character_find(name);
   if (!character) {
     /* A wrong name in a request should not cost the user the answer. */
+    char names[128];
+    face_character_names(names, sizeof names);
     log_msg(LOG_WARN, "unknown_character", "no character \"%.64s\" (have %s); using %s", name,
-            face_character_names(), self->character->name);
+            names, self->character->name);
     return self->character;
   }
   return character;
@@ -250,8 +252,10 @@ avatar_backend_t *avatar_local_new(stage_error_t *err)
   const char *name = config_str("AVATAR_CHARACTER", NULL);
   self->character = name ? face_character_find(name) : face_character_default();
   if (!self->character) {
+    char names[128];
+    face_character_names(names, sizeof names);
     log_msg(LOG_WARN, "config_invalid", "AVATAR_CHARACTER must be one of %s; using %s",
-            face_character_names(), face_character_default()->name);
+            names, face_character_default()->name);
     self->character = face_character_default();
   }
   return &self->base;
