@@ -3,9 +3,12 @@
  * phonemes it spoke with their times, so the avatar's mouth follows the audio exactly.
  *
  * eSpeak keeps all its state in process globals and is not thread-safe: at most one
- * backend exists per process (tts_espeak_new refuses a second one) and its calls must
- * come from one thread at a time. Initialising eSpeak also sets the process's
- * LC_CTYPE locale to UTF-8, which its text handling relies on.
+ * backend exists per process at a time (tts_espeak_new refuses a second one) and its
+ * calls must come from one thread at a time. eSpeak itself is initialised by the first
+ * construction and stays up until the process exits: eSpeak NG 1.51 cannot be
+ * terminated and initialised again (espeak_Terminate then blocks forever on its
+ * internal queue thread), so destroy only releases the backend. Initialising eSpeak
+ * also sets the process's LC_CTYPE locale to UTF-8, which its text handling needs.
  *
  * Settings: TTS_VOICE (default "en-us"), TTS_RATE (words per minute, 80-450,
  * default 175), TTS_PITCH (0-100, default 50), TTS_MAX_CHARS (default 2000),
@@ -28,8 +31,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Set while a backend exists: eSpeak's globals can serve only one. */
+/* Set while a backend exists: eSpeak's globals can serve only one. Whoever holds it
+ * owns the two variables below. */
 static atomic_flag espeak_in_use = ATOMIC_FLAG_INIT;
+static bool espeak_initialized;
+static int espeak_sample_rate;
 
 typedef struct {
   tts_backend_t base;          /* first, so a tts_backend_t * is an espeak_backend_t * */
@@ -188,7 +194,6 @@ static void espeak_destroy(tts_backend_t **self_p)
 {
   if (!self_p || !*self_p)
     return;
-  espeak_Terminate();
   free(*self_p);
   *self_p = NULL;
   atomic_flag_clear(&espeak_in_use);
@@ -225,26 +230,23 @@ static int apply_settings(stage_error_t *err)
   return 0;
 }
 
-/* Brings eSpeak up with phoneme events and the configured voice, rate and pitch.
- * Returns 0, or -1 with `err` set and eSpeak shut down again. */
-static int espeak_start(espeak_backend_t *backend, stage_error_t *err)
+/* Brings eSpeak up with phoneme events, once per process.
+ * Returns its sample rate, or -1 with `err` set. */
+static int espeak_start(stage_error_t *err)
 {
+  if (espeak_initialized)
+    return espeak_sample_rate;
   if (check_espeak_data(err) != 0)
     return -1;
   int sample_rate = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, NULL,
                                       espeakINITIALIZE_PHONEME_EVENTS |
                                       espeakINITIALIZE_DONT_EXIT);
-  if (sample_rate <= 0) {
-    espeak_Terminate();
+  if (sample_rate <= 0)
     return stage_error_set(err, "backend_error", "eSpeak NG failed to initialise");
-  }
-  if (apply_settings(err) != 0) {
-    espeak_Terminate();
-    return -1;
-  }
   espeak_SetSynthCallback(on_synth_output);
-  backend->sample_rate = sample_rate;
-  return 0;
+  espeak_initialized = true;
+  espeak_sample_rate = sample_rate;
+  return sample_rate;
 }
 
 tts_backend_t *tts_espeak_new(stage_error_t *err)
@@ -260,7 +262,8 @@ tts_backend_t *tts_espeak_new(stage_error_t *err)
     atomic_flag_clear(&espeak_in_use);
     return NULL;
   }
-  if (espeak_start(backend, err) != 0) {
+  int sample_rate = espeak_start(err);
+  if (sample_rate < 0 || apply_settings(err) != 0) {
     free(backend);
     atomic_flag_clear(&espeak_in_use);
     return NULL;
@@ -270,6 +273,7 @@ tts_backend_t *tts_espeak_new(stage_error_t *err)
   backend->base.synthesize = espeak_synthesize;
   backend->base.destroy = espeak_destroy;
   backend->max_chars = (size_t) config_long("TTS_MAX_CHARS", 2000, 1, 100000);
-  backend->max_samples = (size_t) max_audio_seconds * (size_t) backend->sample_rate;
+  backend->sample_rate = sample_rate;
+  backend->max_samples = (size_t) max_audio_seconds * (size_t) sample_rate;
   return &backend->base;
 }
