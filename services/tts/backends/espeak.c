@@ -48,7 +48,7 @@ typedef enum { CAPTURE_OK, CAPTURE_OUT_OF_MEMORY, CAPTURE_TOO_LONG } capture_sta
 
 /* What eSpeak's callback collects during one espeak_Synth call. */
 typedef struct {
-  int16_t *samples;            /* malloc'd, owned until handed to the WAV encoder */
+  int16_t *samples;            /* malloc'd, owned; the WAV encoder copies from it */
   size_t sample_count;
   size_t sample_capacity;
   size_t max_samples;
