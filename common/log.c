@@ -13,8 +13,16 @@
 #include <unistd.h>
 
 static char service_name[32] = "unknown";
-static log_level_t min_level = LOG_INFO;
-static const char *level_names[] = {"debug", "info", "warn", "error"};
+static log_level_t max_level = LOG_INFO;
+
+static const char *level_name(log_level_t level)
+{
+  if (level <= LOG_ERROR)
+    return "error";
+  if (level == LOG_WARN)
+    return "warn";
+  return level == LOG_DEBUG ? "debug" : "info";
+}
 
 void log_init(const char *service)
 {
@@ -22,9 +30,10 @@ void log_init(const char *service)
   const char *level = getenv("LOG_LEVEL");
   if (!level)
     return;
-  for (int i = LOG_DEBUG; i <= LOG_ERROR; i++)
-    if (strcasecmp(level, level_names[i]) == 0)
-      min_level = (log_level_t) i;
+  static const log_level_t levels[] = {LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR};
+  for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+    if (strcasecmp(level, level_name(levels[i])) == 0)
+      max_level = levels[i];
 }
 
 static void timestamp(char *buf, size_t size)
@@ -39,7 +48,7 @@ static void timestamp(char *buf, size_t size)
 
 void log_event(log_level_t level, const char *event, cJSON *fields)
 {
-  if (level < min_level) {
+  if (level > max_level) {
     cJSON_Delete(fields);
     return;
   }
@@ -51,7 +60,7 @@ void log_event(log_level_t level, const char *event, cJSON *fields)
     return;
   }
   cJSON_AddStringToObject(line, "ts", ts);
-  cJSON_AddStringToObject(line, "level", level_names[level]);
+  cJSON_AddStringToObject(line, "level", level_name(level));
   cJSON_AddStringToObject(line, "service", service_name);
   cJSON_AddStringToObject(line, "event", event);
   if (fields) {
@@ -76,7 +85,7 @@ void log_event(log_level_t level, const char *event, cJSON *fields)
 
 void log_msg(log_level_t level, const char *event, const char *fmt, ...)
 {
-  if (level < min_level)
+  if (level > max_level)
     return;
   char message[1024];
   va_list ap;

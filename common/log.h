@@ -5,8 +5,13 @@
 #define LOG_H
 
 #include <cjson/cJSON.h>
+#include <syslog.h>
 
-typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level_t;
+/* Levels are syslog's numbers (czmq includes <syslog.h>, whose LOG_INFO and
+ * LOG_DEBUG would otherwise clash with ours); lower is more severe. */
+#define LOG_WARN LOG_WARNING
+#define LOG_ERROR LOG_ERR
+typedef int log_level_t;
 
 /* Names the service in every line; LOG_LEVEL (debug|info|warn|error) sets the floor. */
 void log_init(const char *service);

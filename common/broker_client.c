@@ -1,0 +1,418 @@
+/* broker_client: the gateway's side of the AVP1 protocol (docs/protocol.md).
+ *
+ * A czmq actor owns the DEALER. Callers (HTTP threads) talk to it over the actor
+ * pipe, one at a time under `call_lock`:
+ *   caller -> actor: [SUBMIT][stage][job_id][deadline][payload] | [INFO]
+ *   actor -> caller: [ACK][job_id] | [NACK][job_id][reason] | [INFO][json]
+ * Replies that arrive after their caller gave up are skipped by the next caller.
+ * Open jobs live in `pending`, shared by both threads under `pending_lock`, because
+ * the status callback (actor thread) declares jobs final while HTTP threads add new
+ * ones. */
+#include "broker_client.h"
+
+#include "clock.h"
+#include "log.h"
+#include "pipeline.pb-c.h"
+#include "protocol.h"
+
+#include <czmq.h>
+#include <pthread.h>
+#include <string.h>
+
+#define STATUS_WINDOW 256          /* status events the broker may send ahead */
+#define PENDING_GRACE_MS 2000      /* past the deadline before we give up on a job */
+
+typedef struct {
+  char stage[AVP_STAGE_MAX];
+  int64_t deadline_ms;
+  zframe_t *payload;
+} pending_t;
+
+struct broker_client {
+  zactor_t *actor;
+  pthread_mutex_t call_lock;
+  pthread_mutex_t pending_lock;
+  zhashx_t *pending;               /* job_id -> pending_t */
+  broker_status_fn *on_status;
+  void *on_status_arg;
+  char endpoint[256];
+};
+
+typedef struct {
+  broker_client_t *owner;
+  zsock_t *pipe;
+  zsock_t *dealer;
+  uint64_t credit;
+  int64_t broker_expiry;
+  int64_t heartbeat_at;
+  int64_t sweep_at;
+} link_t;
+
+static void pending_destructor(void **item)
+{
+  pending_t *pending = *item;
+  if (!pending)
+    return;
+  zframe_destroy(&pending->payload);
+  free(pending);
+  *item = NULL;
+}
+
+/* ---------------------------------------------------------------- actor */
+
+static void link_send(link_t *self, zmsg_t **msg_p)
+{
+  if (*msg_p && zmsg_send(msg_p, self->dealer) != 0)
+    zmsg_destroy(msg_p);
+}
+
+static void send_credit(link_t *self)
+{
+  zmsg_t *msg = avp_msg_new(AVP_READY);
+  if (msg && (zmsg_addstr(msg, AVP_STATUS_STAGE) || avp_add_uint(msg, STATUS_WINDOW - self->credit)))
+    zmsg_destroy(&msg);
+  link_send(self, &msg);
+  self->credit = STATUS_WINDOW;
+}
+
+static void send_submit(link_t *self, const char *job_id, const pending_t *pending)
+{
+  zmsg_t *msg = avp_msg_new(AVP_SUBMIT);
+  zframe_t *payload = zframe_dup(pending->payload);
+  if (!msg || !payload || zmsg_addstr(msg, pending->stage) || zmsg_addstr(msg, job_id) ||
+      avp_add_uint(msg, (uint64_t) pending->deadline_ms) || zmsg_append(msg, &payload)) {
+    zframe_destroy(&payload);
+    zmsg_destroy(&msg);
+    return;
+  }
+  link_send(self, &msg);
+}
+
+/* The broker lost its queues (it restarted): hand it every open job again. */
+static void resubmit_pending(link_t *self)
+{
+  broker_client_t *owner = self->owner;
+  pthread_mutex_lock(&owner->pending_lock);
+  size_t count = 0;
+  for (pending_t *pending = zhashx_first(owner->pending); pending;
+       pending = zhashx_next(owner->pending), count++)
+    send_submit(self, zhashx_cursor(owner->pending), pending);
+  pthread_mutex_unlock(&owner->pending_lock);
+  if (count)
+    log_msg(LOG_WARN, "jobs_resubmitted", "%zu open jobs handed to the broker again", count);
+}
+
+static bool link_connect(link_t *self)
+{
+  zsock_destroy(&self->dealer);
+  self->dealer = zsock_new(ZMQ_DEALER);
+  if (!self->dealer)
+    return false;
+  zsock_set_linger(self->dealer, 0);
+  if (zsock_connect(self->dealer, "%s", self->owner->endpoint) != 0) {
+    log_msg(LOG_ERROR, "connect_failed", "cannot connect to %s", self->owner->endpoint);
+    return false;
+  }
+  self->broker_expiry = clock_mono_ms() + (int64_t) AVP_LIVENESS * AVP_HEARTBEAT_MS;
+  self->credit = 0;
+  send_credit(self);
+  return true;
+}
+
+/* A job that outlived its deadline with no final word fails here, so that the
+ * gateway's promise "every accepted job ends" holds even if the broker died. */
+static void fail_overdue(link_t *self)
+{
+  broker_client_t *owner = self->owner;
+  int64_t now = clock_wall_ms();
+  zlistx_t *overdue = zlistx_new();
+  if (!overdue)
+    return;
+  zlistx_set_destructor(overdue, (zlistx_destructor_fn *) zstr_free);
+  pthread_mutex_lock(&owner->pending_lock);
+  for (pending_t *pending = zhashx_first(owner->pending); pending;
+       pending = zhashx_next(owner->pending))
+    if (pending->deadline_ms + PENDING_GRACE_MS < now)
+      zlistx_add_end(overdue, strdup(zhashx_cursor(owner->pending)));
+  for (char *job_id = zlistx_first(overdue); job_id; job_id = zlistx_next(overdue))
+    zhashx_delete(owner->pending, job_id);
+  pthread_mutex_unlock(&owner->pending_lock);
+
+  for (char *job_id = zlistx_first(overdue); job_id; job_id = zlistx_next(overdue)) {
+    Avatar__Error error = AVATAR__ERROR__INIT;
+    error.code = "timeout";
+    error.message = "No answer in time: the pipeline did not finish this request.";
+    Avatar__Status status = AVATAR__STATUS__INIT;
+    status.job_id = job_id;
+    status.state = AVATAR__STATE__FAILED;
+    status.at_ms = (uint64_t) now;
+    status.error = &error;
+    size_t size = avatar__status__get_packed_size(&status);
+    uint8_t *packed = malloc(size ? size : 1);
+    if (!packed)
+      continue;
+    avatar__status__pack(&status, packed);
+    owner->on_status(owner->on_status_arg, packed, size);
+    free(packed);
+  }
+  zlistx_destroy(&overdue);
+}
+
+static void on_broker(link_t *self)
+{
+  zmsg_t *msg = zmsg_recv(self->dealer);
+  if (!msg)
+    return;
+  self->broker_expiry = clock_mono_ms() + (int64_t) AVP_LIVENESS * AVP_HEARTBEAT_MS;
+  char version[8], command[16];
+  if (!avp_pop_name(msg, version, sizeof version) || strcmp(version, AVP_VERSION) != 0 ||
+      !avp_pop_name(msg, command, sizeof command)) {
+    zmsg_destroy(&msg);
+    return;
+  }
+  if (!strcmp(command, AVP_EVENT)) {
+    zframe_t *payload = zmsg_pop(msg);
+    if (payload)
+      self->owner->on_status(self->owner->on_status_arg, zframe_data(payload),
+                             zframe_size(payload));
+    zframe_destroy(&payload);
+    if (self->credit > 0)
+      self->credit--;
+    if (self->credit < STATUS_WINDOW / 2)
+      send_credit(self);
+  } else if (!strcmp(command, AVP_ACK) || !strcmp(command, AVP_NACK) ||
+             !strcmp(command, AVP_INFO)) {
+    if (zmsg_pushstr(msg, command) == 0 && zmsg_send(&msg, self->pipe) == 0)
+      return;
+  } else if (!strcmp(command, AVP_DISCONNECT)) {
+    self->credit = 0;
+    send_credit(self);
+    resubmit_pending(self);
+  }
+  zmsg_destroy(&msg);
+}
+
+/* Returns false on $TERM. */
+static bool on_caller(link_t *self)
+{
+  zmsg_t *msg = zmsg_recv(self->pipe);
+  if (!msg)
+    return false;
+  char *command = zmsg_popstr(msg);
+  bool term = !command || !strcmp(command, "$TERM");
+  if (!term && (zmsg_pushstr(msg, command) || zmsg_pushstr(msg, AVP_VERSION)))
+    zmsg_destroy(&msg);
+  if (!term)
+    link_send(self, &msg);
+  zstr_free(&command);
+  zmsg_destroy(&msg);
+  return !term;
+}
+
+static void on_timer(link_t *self)
+{
+  int64_t now = clock_mono_ms();
+  if (now >= self->heartbeat_at) {
+    zmsg_t *msg = avp_msg_new(AVP_HEARTBEAT);
+    link_send(self, &msg);
+    self->heartbeat_at = now + AVP_HEARTBEAT_MS;
+  }
+  if (now > self->broker_expiry) {
+    log_msg(LOG_WARN, "broker_lost", "no word from %s; reconnecting", self->owner->endpoint);
+    if (link_connect(self))
+      resubmit_pending(self);
+  }
+  if (now >= self->sweep_at) {
+    fail_overdue(self);
+    self->sweep_at = now + 500;
+  }
+}
+
+static void client_actor(zsock_t *pipe, void *args)
+{
+  link_t self = {.owner = args, .pipe = pipe};
+  zsock_signal(pipe, 0);
+  bool connected = link_connect(&self);
+  zpoller_t *poller = zpoller_new(pipe, NULL);
+  if (poller)
+    zpoller_set_nonstop(poller, true); /* only $TERM from the owner ends the actor */
+  zsock_t *polled_dealer = NULL;
+  self.heartbeat_at = clock_mono_ms() + AVP_HEARTBEAT_MS;
+  if (!connected)
+    self.broker_expiry = 0; /* retry at the first tick */
+  while (poller) {
+    if (polled_dealer != self.dealer) {
+      if (polled_dealer)
+        zpoller_remove(poller, polled_dealer);
+      polled_dealer = self.dealer && zpoller_add(poller, self.dealer) == 0 ? self.dealer : NULL;
+    }
+    void *which = zpoller_wait(poller, 100);
+    if (which == pipe) {
+      if (!on_caller(&self))
+        break;
+    } else if (which && which == self.dealer) {
+      for (int i = 0; i < 256 && (zsock_events(self.dealer) & ZMQ_POLLIN); i++)
+        on_broker(&self);
+    } else if (zpoller_terminated(poller))
+      break;
+    on_timer(&self);
+  }
+  zpoller_destroy(&poller);
+  zsock_destroy(&self.dealer);
+}
+
+/* ---------------------------------------------------------------- caller side */
+
+broker_client_t *broker_client_new(const char *endpoint, broker_status_fn *on_status, void *arg)
+{
+  broker_client_t *self = calloc(1, sizeof *self);
+  if (!self)
+    return NULL;
+  if (snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint) >= (int) sizeof self->endpoint ||
+      !(self->pending = zhashx_new())) {
+    free(self);
+    return NULL;
+  }
+  zhashx_set_destructor(self->pending, pending_destructor);
+  self->on_status = on_status;
+  self->on_status_arg = arg;
+  pthread_mutex_init(&self->call_lock, NULL);
+  pthread_mutex_init(&self->pending_lock, NULL);
+  self->actor = zactor_new(client_actor, self);
+  if (!self->actor) {
+    broker_client_destroy(&self);
+    return NULL;
+  }
+  return self;
+}
+
+void broker_client_destroy(broker_client_t **self_p)
+{
+  broker_client_t *self = *self_p;
+  if (!self)
+    return;
+  zactor_destroy(&self->actor);
+  zhashx_destroy(&self->pending);
+  pthread_mutex_destroy(&self->call_lock);
+  pthread_mutex_destroy(&self->pending_lock);
+  free(self);
+  *self_p = NULL;
+}
+
+/* Waits for the actor's reply `expected` (for `job_id` when given), skipping stale
+ * replies of callers that timed out. Returns the rest of the message, or NULL. */
+static zmsg_t *await_reply(broker_client_t *self, const char *expected, const char *job_id,
+                           int timeout_ms)
+{
+  zpoller_t *poller = zpoller_new(self->actor, NULL);
+  if (!poller)
+    return NULL;
+  zpoller_set_nonstop(poller, true);
+  int64_t give_up = clock_mono_ms() + timeout_ms;
+  zmsg_t *reply = NULL;
+  while (!reply) {
+    int64_t left = give_up - clock_mono_ms();
+    if (left <= 0 || zpoller_wait(poller, (int) left) != self->actor)
+      break;
+    zmsg_t *msg = zmsg_recv(self->actor);
+    char *command = msg ? zmsg_popstr(msg) : NULL;
+    bool kind_matches = command && (!strcmp(command, expected) ||
+                                    (job_id && !strcmp(command, AVP_NACK)));
+    char *id = kind_matches && job_id ? zmsg_popstr(msg) : NULL;
+    if (kind_matches && (!job_id || (id && !strcmp(id, job_id)))) {
+      if (zmsg_pushstr(msg, command) == 0)
+        reply = msg;
+    }
+    if (reply != msg)
+      zmsg_destroy(&msg);
+    zstr_free(&command);
+    zstr_free(&id);
+  }
+  zpoller_destroy(&poller);
+  return reply;
+}
+
+static void forget(broker_client_t *self, const char *job_id)
+{
+  pthread_mutex_lock(&self->pending_lock);
+  zhashx_delete(self->pending, job_id);
+  pthread_mutex_unlock(&self->pending_lock);
+}
+
+broker_submit_result_t broker_client_submit(broker_client_t *self, const char *stage,
+                                            const char *job_id, int64_t deadline_ms,
+                                            const uint8_t *job, size_t size,
+                                            int timeout_ms, char *reason, size_t reason_size)
+{
+  if (reason_size)
+    reason[0] = '\0';
+  pending_t *pending = calloc(1, sizeof *pending);
+  if (!pending || strlen(stage) >= sizeof pending->stage || strlen(job_id) >= AVP_JOB_ID_MAX ||
+      !(pending->payload = zframe_new(job, size))) {
+    free(pending);
+    return BROKER_UNAVAILABLE;
+  }
+  snprintf(pending->stage, sizeof pending->stage, "%s", stage);
+  pending->deadline_ms = deadline_ms;
+
+  pthread_mutex_lock(&self->call_lock);
+  zmsg_t *msg = zmsg_new();
+  zframe_t *payload = zframe_dup(pending->payload);
+  bool sent = msg && payload && !zmsg_addstr(msg, AVP_SUBMIT) && !zmsg_addstr(msg, stage) &&
+              !zmsg_addstr(msg, job_id) && !avp_add_uint(msg, (uint64_t) deadline_ms) &&
+              !zmsg_append(msg, &payload);
+  if (sent) {
+    /* Kept before it is sent, so a reconnect in between still re-submits it. */
+    pthread_mutex_lock(&self->pending_lock);
+    zhashx_update(self->pending, job_id, pending);
+    pthread_mutex_unlock(&self->pending_lock);
+    pending = NULL;
+    sent = zmsg_send(&msg, self->actor) == 0;
+  }
+  zframe_destroy(&payload);
+  zmsg_destroy(&msg);
+  zmsg_t *reply = sent ? await_reply(self, AVP_ACK, job_id, timeout_ms) : NULL;
+  pthread_mutex_unlock(&self->call_lock);
+  if (pending) {
+    void *item = pending;
+    pending_destructor(&item);
+  }
+
+  broker_submit_result_t result = BROKER_UNAVAILABLE;
+  char *command = reply ? zmsg_popstr(reply) : NULL;
+  if (command && !strcmp(command, AVP_ACK))
+    result = BROKER_ACK;
+  else if (command && !strcmp(command, AVP_NACK)) {
+    result = BROKER_NACK_FULL;
+    char *why = zmsg_popstr(reply);
+    if (why && reason_size)
+      snprintf(reason, reason_size, "%s", why);
+    zstr_free(&why);
+  }
+  zstr_free(&command);
+  zmsg_destroy(&reply);
+  if (result != BROKER_ACK)
+    forget(self, job_id);
+  return result;
+}
+
+void broker_client_job_final(broker_client_t *self, const char *job_id)
+{
+  forget(self, job_id);
+}
+
+cJSON *broker_client_info(broker_client_t *self, int timeout_ms)
+{
+  pthread_mutex_lock(&self->call_lock);
+  zmsg_t *reply = zstr_send(self->actor, AVP_INFO) == 0
+                    ? await_reply(self, AVP_INFO, NULL, timeout_ms)
+                    : NULL;
+  pthread_mutex_unlock(&self->call_lock);
+  char *command = reply ? zmsg_popstr(reply) : NULL;
+  char *json = reply ? zmsg_popstr(reply) : NULL;
+  cJSON *info = json ? cJSON_Parse(json) : NULL;
+  zstr_free(&command);
+  zstr_free(&json);
+  zmsg_destroy(&reply);
+  return info;
+}

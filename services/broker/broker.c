@@ -1,0 +1,787 @@
+/* broker: queues, dispatch, heartbeats and deadlines of the pipeline.
+ *
+ * Ownership: the broker owns every queued job (entry_t) until it is sent to a
+ * status consumer, held by a worker (peer_t.in_flight) or failed. A worker holds at
+ * most one job; DONE (or its death) returns the job to the broker, which then
+ * frees it or re-queues it. Status events are entries of the "status" stage and
+ * are freed once sent. */
+#include "broker.h"
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "pipeline.pb-c.h"
+#include "protocol.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#define MAX_STAGES 32
+#define MAX_STATUS_CREDIT 100000
+#define SWEEP_MS 100
+
+typedef struct {
+  char job_id[AVP_JOB_ID_MAX];
+  char stage[AVP_STAGE_MAX];
+  uint32_t attempt;          /* dispatches so far */
+  int64_t deadline_ms;       /* unix ms; 0 for status events */
+  zframe_t *payload;
+} entry_t;
+
+typedef struct {
+  char name[AVP_STAGE_MAX];
+  zlistx_t *queue;           /* entry_t*, owned */
+  zlistx_t *idle;            /* peer_t* ready for work (status: with credit) */
+  size_t workers;
+} stage_t;
+
+typedef struct {
+  char key[64];              /* hex of the ROUTER identity */
+  zframe_t *identity;
+  char stage[AVP_STAGE_MAX]; /* "" for pure producers */
+  uint64_t credit;           /* status consumers only */
+  int64_t expiry;            /* monotonic ms */
+  entry_t *in_flight;        /* owned while the worker holds it */
+  bool in_flight_expired;    /* its deadline passed; the result will be ignored */
+  void *idle_handle;         /* our node in stage->idle, NULL when not idle */
+} peer_t;
+
+typedef struct {
+  uint64_t frames_dropped, jobs_submitted, jobs_nacked, jobs_dispatched, jobs_forwarded,
+    jobs_requeued, jobs_timed_out, jobs_worker_lost, status_events, status_dropped;
+} counters_t;
+
+typedef struct {
+  broker_config_t cfg;
+  zsock_t *pipe;
+  zsock_t *router;
+  zhashx_t *peers;           /* key -> peer_t, owned */
+  zhashx_t *stages;          /* name -> stage_t, owned */
+  int64_t heartbeat_at;
+  int64_t sweep_at;
+  counters_t count;
+} broker_t;
+
+/* ---------------------------------------------------------------- config */
+
+void broker_config_from_env(broker_config_t *cfg)
+{
+  snprintf(cfg->endpoint, sizeof cfg->endpoint, "%s", config_str("BROKER_BIND", "tcp://*:5555"));
+  cfg->queue_max = (size_t) config_long("BROKER_QUEUE_MAX", 100, 1, 1000000);
+  cfg->status_queue_max = (size_t) config_long("BROKER_STATUS_QUEUE_MAX", 10000, 10, 10000000);
+  cfg->max_attempts = (uint32_t) config_long("BROKER_MAX_ATTEMPTS", 3, 1, 100);
+  cfg->heartbeat_ms = (int) config_long("BROKER_HEARTBEAT_MS", AVP_HEARTBEAT_MS, 10, 60000);
+  cfg->max_payload = (size_t) config_long("BROKER_MAX_MSG_BYTES", 32L << 20, 1024, 1L << 30);
+}
+
+/* ---------------------------------------------------------------- entries */
+
+static entry_t *entry_new(const char *job_id, const char *stage, int64_t deadline_ms,
+                          zframe_t **payload_p)
+{
+  entry_t *entry = calloc(1, sizeof *entry);
+  if (!entry)
+    return NULL;
+  snprintf(entry->job_id, sizeof entry->job_id, "%s", job_id);
+  snprintf(entry->stage, sizeof entry->stage, "%s", stage);
+  entry->deadline_ms = deadline_ms;
+  entry->payload = *payload_p;
+  *payload_p = NULL;
+  return entry;
+}
+
+static void entry_destroy(entry_t **entry_p)
+{
+  if (!*entry_p)
+    return;
+  zframe_destroy(&(*entry_p)->payload);
+  free(*entry_p);
+  *entry_p = NULL;
+}
+
+static void entry_destructor(void **item) { entry_destroy((entry_t **) item); }
+
+/* ---------------------------------------------------------------- stages */
+
+static void stage_destructor(void **item)
+{
+  stage_t *stage = *item;
+  if (!stage)
+    return;
+  zlistx_destroy(&stage->queue);
+  zlistx_destroy(&stage->idle);
+  free(stage);
+  *item = NULL;
+}
+
+static bool valid_stage_name(const char *name)
+{
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+      return false;
+  return *name != '\0';
+}
+
+/* Finds or creates a stage; NULL for a bad name or when the stage table is full. */
+static stage_t *stage_require(broker_t *self, const char *name)
+{
+  stage_t *stage = zhashx_lookup(self->stages, name);
+  if (stage)
+    return stage;
+  if (!valid_stage_name(name) || zhashx_size(self->stages) >= MAX_STAGES)
+    return NULL;
+  stage = calloc(1, sizeof *stage);
+  if (!stage)
+    return NULL;
+  snprintf(stage->name, sizeof stage->name, "%s", name);
+  stage->queue = zlistx_new();
+  stage->idle = zlistx_new();
+  if (!stage->queue || !stage->idle) {
+    void *item = stage;
+    stage_destructor(&item);
+    return NULL;
+  }
+  zlistx_set_destructor(stage->queue, entry_destructor);
+  zhashx_insert(self->stages, name, stage);
+  return stage;
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static void send_to(broker_t *self, peer_t *peer, zmsg_t **msg_p)
+{
+  zmsg_t *msg = *msg_p;
+  if (!msg)
+    return;
+  zframe_t *identity = zframe_dup(peer->identity);
+  if (!identity || zmsg_prepend(msg, &identity) || zmsg_send(msg_p, self->router)) {
+    zframe_destroy(&identity);
+    zmsg_destroy(msg_p);
+  }
+}
+
+static void send_to_identity(broker_t *self, zframe_t *identity, zmsg_t **msg_p)
+{
+  zframe_t *copy = zframe_dup(identity);
+  if (!copy || zmsg_prepend(*msg_p, &copy) || zmsg_send(msg_p, self->router)) {
+    zframe_destroy(&copy);
+    zmsg_destroy(msg_p);
+  }
+}
+
+static void reply_nack(broker_t *self, zframe_t *identity, const char *job_id, const char *reason)
+{
+  self->count.jobs_nacked++;
+  zmsg_t *msg = avp_msg_new(AVP_NACK);
+  if (!msg || zmsg_addstr(msg, job_id) || zmsg_addstr(msg, reason)) {
+    zmsg_destroy(&msg);
+    return;
+  }
+  send_to_identity(self, identity, &msg);
+}
+
+/* ---------------------------------------------------------------- status events */
+
+static void queue_status(broker_t *self, zframe_t **payload_p)
+{
+  stage_t *status = stage_require(self, AVP_STATUS_STAGE);
+  entry_t *entry = status ? entry_new("", AVP_STATUS_STAGE, 0, payload_p) : NULL;
+  if (!entry) {
+    zframe_destroy(payload_p);
+    self->count.status_dropped++;
+    return;
+  }
+  if (zlistx_size(status->queue) >= self->cfg.status_queue_max) {
+    /* A gateway that stopped reading must not grow the broker without bound;
+     * the newest events matter most to pollers, so the oldest go. */
+    zlistx_delete(status->queue, NULL);
+    self->count.status_dropped++;
+  }
+  if (!zlistx_add_end(status->queue, entry)) {
+    entry_destroy(&entry);
+    self->count.status_dropped++;
+    return;
+  }
+  self->count.status_events++;
+}
+
+/* The broker's own verdict on a job: failed at `stage` with `code`. */
+static void emit_failure(broker_t *self, const entry_t *entry, const char *code,
+                         const char *message)
+{
+  Avatar__Error error = AVATAR__ERROR__INIT;
+  error.code = (char *) code;
+  error.message = (char *) message;
+  Avatar__Status status = AVATAR__STATUS__INIT;
+  status.job_id = (char *) entry->job_id;
+  status.stage = (char *) entry->stage;
+  status.state = AVATAR__STATE__FAILED;
+  status.at_ms = (uint64_t) clock_wall_ms();
+  status.attempt = entry->attempt;
+  status.error = &error;
+  size_t size = avatar__status__get_packed_size(&status);
+  zframe_t *frame = zframe_new(NULL, size);
+  if (!frame) {
+    self->count.status_dropped++;
+    return;
+  }
+  avatar__status__pack(&status, zframe_data(frame));
+  queue_status(self, &frame);
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "job_id", entry->job_id);
+  cJSON_AddStringToObject(fields, "stage", entry->stage);
+  cJSON_AddStringToObject(fields, "code", code);
+  cJSON_AddNumberToObject(fields, "attempt", entry->attempt);
+  log_event(LOG_WARN, "job_failed", fields);
+}
+
+/* ---------------------------------------------------------------- peers */
+
+static void peer_destructor(void **item)
+{
+  peer_t *peer = *item;
+  if (!peer)
+    return;
+  zframe_destroy(&peer->identity);
+  entry_destroy(&peer->in_flight);
+  free(peer);
+  *item = NULL;
+}
+
+static void peer_set_idle(broker_t *self, peer_t *peer, bool idle)
+{
+  stage_t *stage = zhashx_lookup(self->stages, peer->stage);
+  if (!stage)
+    return;
+  if (idle && !peer->idle_handle)
+    peer->idle_handle = zlistx_add_end(stage->idle, peer);
+  else if (!idle && peer->idle_handle) {
+    zlistx_delete(stage->idle, peer->idle_handle);
+    peer->idle_handle = NULL;
+  }
+}
+
+/* Puts a dead worker's job back at the head of its queue, or fails it for good. */
+static void requeue_or_fail(broker_t *self, entry_t **entry_p)
+{
+  entry_t *entry = *entry_p;
+  *entry_p = NULL;
+  stage_t *stage = zhashx_lookup(self->stages, entry->stage);
+  if (entry->attempt >= self->cfg.max_attempts || !stage) {
+    char message[160];
+    snprintf(message, sizeof message,
+             "The %s worker stopped %u times while handling this request.", entry->stage,
+             entry->attempt);
+    emit_failure(self, entry, "worker_lost", message);
+    self->count.jobs_worker_lost++;
+    entry_destroy(&entry);
+    return;
+  }
+  if (!zlistx_add_start(stage->queue, entry)) {
+    emit_failure(self, entry, "overloaded", "The broker ran out of memory.");
+    entry_destroy(&entry);
+    return;
+  }
+  self->count.jobs_requeued++;
+}
+
+static void peer_remove(broker_t *self, peer_t *peer, const char *why)
+{
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "peer", peer->key);
+  cJSON_AddStringToObject(fields, "stage", peer->stage);
+  cJSON_AddStringToObject(fields, "why", why);
+  if (peer->in_flight)
+    cJSON_AddStringToObject(fields, "job_id", peer->in_flight->job_id);
+  log_event(LOG_WARN, "peer_removed", fields);
+
+  peer_set_idle(self, peer, false);
+  stage_t *stage = zhashx_lookup(self->stages, peer->stage);
+  if (stage && stage->workers > 0)
+    stage->workers--;
+  if (peer->in_flight && !peer->in_flight_expired)
+    requeue_or_fail(self, &peer->in_flight);
+  zhashx_delete(self->peers, peer->key);
+}
+
+static peer_t *peer_lookup(broker_t *self, zframe_t *identity)
+{
+  char *key = zframe_strhex(identity);
+  if (!key)
+    return NULL;
+  peer_t *peer = zhashx_lookup(self->peers, key);
+  free(key);
+  return peer;
+}
+
+static peer_t *peer_require(broker_t *self, zframe_t *identity)
+{
+  peer_t *peer = peer_lookup(self, identity);
+  if (peer)
+    return peer;
+  char *key = zframe_strhex(identity);
+  peer = key ? calloc(1, sizeof *peer) : NULL;
+  if (!peer || strlen(key) >= sizeof peer->key) {
+    free(key);
+    free(peer);
+    return NULL;
+  }
+  snprintf(peer->key, sizeof peer->key, "%s", key);
+  free(key);
+  peer->identity = zframe_dup(identity);
+  if (!peer->identity) {
+    free(peer);
+    return NULL;
+  }
+  zhashx_insert(self->peers, peer->key, peer);
+  return peer;
+}
+
+/* Gives `peer` a stage; false when it already serves another one. */
+static bool peer_join(broker_t *self, peer_t *peer, const char *stage_name)
+{
+  if (peer->stage[0])
+    return strcmp(peer->stage, stage_name) == 0;
+  stage_t *stage = stage_require(self, stage_name);
+  if (!stage)
+    return false;
+  snprintf(peer->stage, sizeof peer->stage, "%s", stage_name);
+  stage->workers++;
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "peer", peer->key);
+  cJSON_AddStringToObject(fields, "stage", stage_name);
+  log_event(LOG_INFO, "peer_joined", fields);
+  return true;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static void dispatch_jobs(broker_t *self, stage_t *stage)
+{
+  while (zlistx_size(stage->queue) && zlistx_size(stage->idle)) {
+    peer_t *peer = zlistx_first(stage->idle);
+    zlistx_delete(stage->idle, peer->idle_handle);
+    peer->idle_handle = NULL;
+    entry_t *entry = zlistx_detach(stage->queue, NULL);
+    entry->attempt++;
+    zmsg_t *msg = avp_msg_new(AVP_JOB);
+    zframe_t *payload = zframe_dup(entry->payload);
+    if (!msg || !payload || zmsg_addstr(msg, stage->name) || zmsg_addstr(msg, entry->job_id) ||
+        avp_add_uint(msg, entry->attempt) || avp_add_uint(msg, (uint64_t) entry->deadline_ms) ||
+        zmsg_append(msg, &payload)) {
+      zframe_destroy(&payload);
+      zmsg_destroy(&msg);
+      entry->attempt--;
+      zlistx_add_start(stage->queue, entry);
+      peer_set_idle(self, peer, true);
+      return;
+    }
+    peer->in_flight = entry;
+    peer->in_flight_expired = false;
+    send_to(self, peer, &msg);
+    self->count.jobs_dispatched++;
+  }
+}
+
+static void dispatch_status(broker_t *self, stage_t *stage)
+{
+  while (zlistx_size(stage->queue) && zlistx_size(stage->idle)) {
+    peer_t *peer = zlistx_first(stage->idle);
+    entry_t *entry = zlistx_detach(stage->queue, NULL);
+    zmsg_t *msg = avp_msg_new(AVP_EVENT);
+    if (msg && zmsg_append(msg, &entry->payload) == 0)
+      send_to(self, peer, &msg);
+    else
+      zmsg_destroy(&msg);
+    entry_destroy(&entry);
+    /* Round robin: the consumer goes to the back, or leaves when out of credit. */
+    zlistx_delete(stage->idle, peer->idle_handle);
+    peer->idle_handle = NULL;
+    if (--peer->credit > 0)
+      peer->idle_handle = zlistx_add_end(stage->idle, peer);
+  }
+}
+
+static void dispatch_all(broker_t *self)
+{
+  for (stage_t *stage = zhashx_first(self->stages); stage; stage = zhashx_next(self->stages)) {
+    if (strcmp(stage->name, AVP_STATUS_STAGE) == 0)
+      dispatch_status(self, stage);
+    else
+      dispatch_jobs(self, stage);
+  }
+}
+
+/* ---------------------------------------------------------------- commands */
+
+/* Queues a job for `stage_name` on behalf of a worker that finished the
+ * previous stage. Forwards are never refused for a full queue: the job was
+ * admitted at SUBMIT, and back-pressure belongs at the entrance. */
+static void forward_job(broker_t *self, const char *job_id, const char *stage_name,
+                        int64_t deadline_ms, zframe_t **payload_p)
+{
+  stage_t *stage = stage_require(self, stage_name);
+  if (!stage || strcmp(stage_name, AVP_STATUS_STAGE) == 0 || deadline_ms <= clock_wall_ms()) {
+    zframe_destroy(payload_p);
+    self->count.frames_dropped++;
+    return;
+  }
+  entry_t *entry = entry_new(job_id, stage_name, deadline_ms, payload_p);
+  if (!entry || !zlistx_add_end(stage->queue, entry)) {
+    entry_destroy(&entry);
+    self->count.frames_dropped++;
+    return;
+  }
+  self->count.jobs_forwarded++;
+}
+
+static bool payload_ok(broker_t *self, zframe_t *payload)
+{
+  return payload && zframe_size(payload) > 0 && zframe_size(payload) <= self->cfg.max_payload;
+}
+
+static bool on_ready(broker_t *self, zframe_t *identity, zmsg_t *msg)
+{
+  char stage_name[AVP_STAGE_MAX];
+  uint64_t credit;
+  if (!avp_pop_name(msg, stage_name, sizeof stage_name) || !avp_pop_uint(msg, &credit))
+    return false;
+  peer_t *peer = peer_require(self, identity);
+  if (!peer || !peer_join(self, peer, stage_name))
+    return false;
+  if (strcmp(stage_name, AVP_STATUS_STAGE) == 0) {
+    peer->credit = credit + peer->credit > MAX_STATUS_CREDIT ? MAX_STATUS_CREDIT
+                                                              : peer->credit + credit;
+    peer_set_idle(self, peer, peer->credit > 0);
+  } else if (!peer->in_flight)
+    peer_set_idle(self, peer, true);
+  return true;
+}
+
+static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
+{
+  char stage_name[AVP_STAGE_MAX], job_id[AVP_JOB_ID_MAX];
+  uint64_t deadline;
+  if (!avp_pop_name(msg, stage_name, sizeof stage_name) ||
+      !avp_pop_name(msg, job_id, sizeof job_id) || !avp_pop_uint(msg, &deadline))
+    return false;
+  zframe_t *payload = zmsg_pop(msg);
+  bool well_formed = payload_ok(self, payload);
+  stage_t *stage = well_formed && strcmp(stage_name, AVP_STATUS_STAGE) != 0
+                     ? stage_require(self, stage_name)
+                     : NULL;
+  char reason[128];
+  if (!well_formed) {
+    zframe_destroy(&payload);
+    return false;
+  }
+  if (!stage)
+    snprintf(reason, sizeof reason, "unknown stage");
+  else if ((int64_t) deadline <= clock_wall_ms())
+    snprintf(reason, sizeof reason, "the job's deadline has already passed");
+  else if (zlistx_size(stage->queue) >= self->cfg.queue_max)
+    snprintf(reason, sizeof reason, "the %s queue is full (%zu jobs waiting)", stage_name,
+             zlistx_size(stage->queue));
+  else {
+    entry_t *entry = entry_new(job_id, stage_name, (int64_t) deadline, &payload);
+    if (entry && zlistx_add_end(stage->queue, entry)) {
+      self->count.jobs_submitted++;
+      zmsg_t *ack = avp_msg_new(AVP_ACK);
+      if (ack && zmsg_addstr(ack, job_id) == 0)
+        send_to_identity(self, identity, &ack);
+      zmsg_destroy(&ack);
+      return true;
+    }
+    entry_destroy(&entry);
+    snprintf(reason, sizeof reason, "the broker is out of memory");
+  }
+  zframe_destroy(&payload);
+  reply_nack(self, identity, job_id, reason);
+  return true;
+}
+
+/* PARTIAL and DONE: a worker hands on (part of) its job. */
+static bool on_result(broker_t *self, zframe_t *identity, zmsg_t *msg, bool done)
+{
+  char stage_name[AVP_STAGE_MAX], job_id[AVP_JOB_ID_MAX], next[AVP_STAGE_MAX];
+  uint64_t deadline = 0;
+  if (!avp_pop_name(msg, stage_name, sizeof stage_name) ||
+      !avp_pop_name(msg, job_id, sizeof job_id) ||
+      strcmp(stage_name, AVP_STATUS_STAGE) == 0)
+    return false;
+  bool forwards = zmsg_size(msg) > 0;
+  zframe_t *payload = NULL;
+  if (forwards) {
+    if (!avp_pop_name(msg, next, sizeof next) || !avp_pop_uint(msg, &deadline))
+      return false;
+    payload = zmsg_pop(msg);
+    if (!payload_ok(self, payload)) {
+      zframe_destroy(&payload);
+      return false;
+    }
+  } else if (!done) {
+    return false; /* a PARTIAL always carries something */
+  }
+
+  /* An unknown peer is a worker from before a broker restart: it joins its stage. */
+  peer_t *peer = peer_require(self, identity);
+  if (!peer || !peer_join(self, peer, stage_name)) {
+    zframe_destroy(&payload);
+    return false;
+  }
+  bool holds_it = peer->in_flight && strcmp(peer->in_flight->job_id, job_id) == 0;
+  bool expired = holds_it && peer->in_flight_expired;
+  if (forwards && !expired)
+    forward_job(self, job_id, next, (int64_t) deadline, &payload);
+  zframe_destroy(&payload);
+  if (done) {
+    if (holds_it)
+      entry_destroy(&peer->in_flight);
+    if (!peer->in_flight)
+      peer_set_idle(self, peer, true);
+  }
+  return true;
+}
+
+static bool on_status(broker_t *self, zmsg_t *msg)
+{
+  zframe_t *payload = zmsg_pop(msg);
+  if (!payload_ok(self, payload)) {
+    zframe_destroy(&payload);
+    return false;
+  }
+  queue_status(self, &payload);
+  return true;
+}
+
+static void on_info(broker_t *self, zframe_t *identity)
+{
+  cJSON *info = cJSON_CreateObject();
+  cJSON *stages = cJSON_AddObjectToObject(info, "stages");
+  for (stage_t *stage = zhashx_first(self->stages); stage; stage = zhashx_next(self->stages)) {
+    cJSON *item = cJSON_AddObjectToObject(stages, stage->name);
+    size_t in_flight = 0;
+    for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers))
+      if (peer->in_flight && strcmp(peer->stage, stage->name) == 0)
+        in_flight++;
+    cJSON_AddNumberToObject(item, "workers", (double) stage->workers);
+    cJSON_AddNumberToObject(item, "idle", (double) zlistx_size(stage->idle));
+    cJSON_AddNumberToObject(item, "queued", (double) zlistx_size(stage->queue));
+    cJSON_AddNumberToObject(item, "in_flight", (double) in_flight);
+  }
+  cJSON *counters = cJSON_AddObjectToObject(info, "counters");
+  const counters_t *c = &self->count;
+  cJSON_AddNumberToObject(counters, "frames_dropped", (double) c->frames_dropped);
+  cJSON_AddNumberToObject(counters, "jobs_submitted", (double) c->jobs_submitted);
+  cJSON_AddNumberToObject(counters, "jobs_nacked", (double) c->jobs_nacked);
+  cJSON_AddNumberToObject(counters, "jobs_dispatched", (double) c->jobs_dispatched);
+  cJSON_AddNumberToObject(counters, "jobs_forwarded", (double) c->jobs_forwarded);
+  cJSON_AddNumberToObject(counters, "jobs_requeued", (double) c->jobs_requeued);
+  cJSON_AddNumberToObject(counters, "jobs_timed_out", (double) c->jobs_timed_out);
+  cJSON_AddNumberToObject(counters, "jobs_worker_lost", (double) c->jobs_worker_lost);
+  cJSON_AddNumberToObject(counters, "status_events", (double) c->status_events);
+  cJSON_AddNumberToObject(counters, "status_dropped", (double) c->status_dropped);
+  char *text = cJSON_PrintUnformatted(info);
+  cJSON_Delete(info);
+  zmsg_t *msg = text ? avp_msg_new(AVP_INFO) : NULL;
+  if (msg && zmsg_addstr(msg, text) == 0)
+    send_to_identity(self, identity, &msg);
+  zmsg_destroy(&msg);
+  free(text);
+}
+
+static void on_heartbeat(broker_t *self, zframe_t *identity)
+{
+  if (peer_lookup(self, identity))
+    return;
+  /* We don't know this peer: we restarted, or declared it dead. It must join again. */
+  zmsg_t *msg = avp_msg_new(AVP_DISCONNECT);
+  if (msg)
+    send_to_identity(self, identity, &msg);
+}
+
+static void on_disconnect(broker_t *self, zframe_t *identity)
+{
+  peer_t *peer = peer_lookup(self, identity);
+  if (peer)
+    peer_remove(self, peer, "disconnect");
+}
+
+/* Handles one message from the ROUTER; anything malformed is dropped and counted. */
+static void on_message(broker_t *self, zmsg_t *msg)
+{
+  zframe_t *identity = zmsg_pop(msg);
+  char version[8], command[16];
+  bool ok = identity && avp_pop_name(msg, version, sizeof version) &&
+            strcmp(version, AVP_VERSION) == 0 && avp_pop_name(msg, command, sizeof command);
+  if (ok) {
+    peer_t *peer = peer_lookup(self, identity);
+    if (peer)
+      peer->expiry = clock_mono_ms() + (int64_t) AVP_LIVENESS * self->cfg.heartbeat_ms;
+    if (!strcmp(command, AVP_READY))
+      ok = on_ready(self, identity, msg);
+    else if (!strcmp(command, AVP_HEARTBEAT))
+      on_heartbeat(self, identity);
+    else if (!strcmp(command, AVP_SUBMIT))
+      ok = on_submit(self, identity, msg);
+    else if (!strcmp(command, AVP_PARTIAL))
+      ok = on_result(self, identity, msg, false);
+    else if (!strcmp(command, AVP_DONE))
+      ok = on_result(self, identity, msg, true);
+    else if (!strcmp(command, AVP_STATUS))
+      ok = on_status(self, msg);
+    else if (!strcmp(command, AVP_INFO))
+      on_info(self, identity);
+    else if (!strcmp(command, AVP_DISCONNECT))
+      on_disconnect(self, identity);
+    else
+      ok = false;
+    /* A peer that just joined gets its liveness clock now. */
+    peer = ok ? peer_lookup(self, identity) : NULL;
+    if (peer && !peer->expiry)
+      peer->expiry = clock_mono_ms() + (int64_t) AVP_LIVENESS * self->cfg.heartbeat_ms;
+  }
+  if (!ok) {
+    self->count.frames_dropped++;
+    log_msg(LOG_DEBUG, "frame_dropped", "malformed or unknown message");
+  }
+  zframe_destroy(&identity);
+  zmsg_destroy(&msg);
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void send_heartbeats_and_reap(broker_t *self)
+{
+  int64_t now = clock_mono_ms();
+  zlistx_t *dead = zlistx_new();
+  for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
+    if (peer->expiry && peer->expiry < now) {
+      if (dead)
+        zlistx_add_end(dead, peer);
+      continue;
+    }
+    zmsg_t *msg = avp_msg_new(AVP_HEARTBEAT);
+    send_to(self, peer, &msg);
+  }
+  for (peer_t *peer = dead ? zlistx_first(dead) : NULL; peer; peer = zlistx_next(dead))
+    peer_remove(self, peer, "heartbeat_expired");
+  zlistx_destroy(&dead);
+}
+
+static void fail_expired(broker_t *self)
+{
+  int64_t now = clock_wall_ms();
+  for (stage_t *stage = zhashx_first(self->stages); stage; stage = zhashx_next(self->stages)) {
+    /* zlistx_delete moves the cursor back, so deleting while walking forwards is safe. */
+    for (entry_t *entry = zlistx_first(stage->queue); entry; entry = zlistx_next(stage->queue)) {
+      if (!entry->deadline_ms || entry->deadline_ms >= now)
+        continue;
+      char message[160];
+      snprintf(message, sizeof message,
+               "No answer in time: the request waited too long for the %s stage.", stage->name);
+      emit_failure(self, entry, "timeout", message);
+      self->count.jobs_timed_out++;
+      zlistx_delete(stage->queue, zlistx_cursor(stage->queue));
+    }
+  }
+  for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
+    if (peer->in_flight && !peer->in_flight_expired && peer->in_flight->deadline_ms < now) {
+      char message[160];
+      snprintf(message, sizeof message, "No answer in time: the %s stage took too long.",
+               peer->in_flight->stage);
+      emit_failure(self, peer->in_flight, "timeout", message);
+      self->count.jobs_timed_out++;
+      peer->in_flight_expired = true;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- actor */
+
+static void broker_free(broker_t *self)
+{
+  zhashx_destroy(&self->peers);
+  zhashx_destroy(&self->stages);
+  zsock_destroy(&self->router);
+}
+
+static bool on_pipe(broker_t *self)
+{
+  char *command = zstr_recv(self->pipe);
+  if (!command)
+    return false;
+  bool keep_going = true;
+  if (!strcmp(command, "$TERM"))
+    keep_going = false;
+  else if (!strcmp(command, "ENDPOINT")) {
+    const char *endpoint = self->router ? zsock_last_endpoint(self->router) : NULL;
+    zstr_send(self->pipe, endpoint ? endpoint : "");
+  }
+  free(command);
+  return keep_going;
+}
+
+void broker_actor(zsock_t *pipe, void *args)
+{
+  broker_t self = {.cfg = *(broker_config_t *) args, .pipe = pipe};
+  self.peers = zhashx_new();
+  self.stages = zhashx_new();
+  self.router = zsock_new(ZMQ_ROUTER);
+  if (self.peers)
+    zhashx_set_destructor(self.peers, peer_destructor);
+  if (self.stages)
+    zhashx_set_destructor(self.stages, stage_destructor);
+  bool ready = self.peers && self.stages && self.router;
+  if (ready) {
+    /* Oversized messages are cut off by libzmq before they are buffered whole. */
+    zsock_set_maxmsgsize(self.router, (int) (self.cfg.max_payload + 65536));
+    zsock_set_router_mandatory(self.router, 0);
+    zsock_set_sndhwm(self.router, 100000);
+    zsock_set_rcvhwm(self.router, 100000);
+    ready = zsock_bind(self.router, "%s", self.cfg.endpoint) >= 0;
+    if (!ready)
+      log_msg(LOG_ERROR, "bind_failed", "cannot bind %s: %s", self.cfg.endpoint,
+              zmq_strerror(zmq_errno()));
+  }
+  if (!ready)
+    zsock_destroy(&self.router);
+  zsock_signal(pipe, 0);
+
+  zpoller_t *poller = zpoller_new(pipe, ready ? self.router : NULL, NULL);
+  self.heartbeat_at = clock_mono_ms() + self.cfg.heartbeat_ms;
+  self.sweep_at = clock_mono_ms() + SWEEP_MS;
+  if (ready)
+    log_msg(LOG_INFO, "broker_started", "listening on %s", zsock_last_endpoint(self.router));
+  while (poller) {
+    int64_t now = clock_mono_ms();
+    int64_t wait = (self.sweep_at < self.heartbeat_at ? self.sweep_at : self.heartbeat_at) - now;
+    void *which = zpoller_wait(poller, wait > 0 ? (int) wait : 0);
+    if (which == pipe) {
+      if (!on_pipe(&self))
+        break;
+    } else if (which && which == self.router) {
+      /* Drain what is there so timers can't starve under a flood. */
+      for (int i = 0; i < 1000 && (zsock_events(self.router) & ZMQ_POLLIN); i++) {
+        zmsg_t *msg = zmsg_recv(self.router);
+        if (!msg)
+          break;
+        on_message(&self, msg);
+      }
+    } else if (zpoller_terminated(poller))
+      break;
+    now = clock_mono_ms();
+    if (ready && now >= self.heartbeat_at) {
+      send_heartbeats_and_reap(&self);
+      self.heartbeat_at = now + self.cfg.heartbeat_ms;
+    }
+    if (ready && now >= self.sweep_at) {
+      fail_expired(&self);
+      self.sweep_at = now + SWEEP_MS;
+    }
+    if (ready)
+      dispatch_all(&self);
+  }
+  zpoller_destroy(&poller);
+  broker_free(&self);
+}

@@ -1,0 +1,426 @@
+/* Broker tests: a real broker actor on loopback TCP, driven by raw DEALER sockets
+ * speaking AVP1, so every frame the broker sees is one we chose. */
+#include "broker.h"
+#include "clock.h"
+#include "pipeline.pb-c.h"
+#include "protocol.h"
+
+#include <cjson/cJSON.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+
+#define HEARTBEAT_MS 100
+
+typedef struct {
+  zactor_t *broker;
+  char endpoint[128];
+} fixture_t;
+
+static int start_broker(void **state, size_t queue_max, uint32_t max_attempts)
+{
+  fixture_t *f = calloc(1, sizeof *f);
+  broker_config_t cfg = {.queue_max = queue_max, .status_queue_max = 100,
+                         .max_attempts = max_attempts, .heartbeat_ms = HEARTBEAT_MS,
+                         .max_payload = 4096};
+  snprintf(cfg.endpoint, sizeof cfg.endpoint, "tcp://127.0.0.1:*");
+  f->broker = zactor_new(broker_actor, &cfg);
+  zstr_send(f->broker, "ENDPOINT");
+  char *endpoint = zstr_recv(f->broker);
+  snprintf(f->endpoint, sizeof f->endpoint, "%s", endpoint);
+  free(endpoint);
+  *state = f;
+  return f->endpoint[0] ? 0 : -1;
+}
+
+static int setup(void **state) { return start_broker(state, 2, 2); }
+static int setup_one_attempt(void **state) { return start_broker(state, 10, 1); }
+
+static int teardown(void **state)
+{
+  fixture_t *f = *state;
+  zactor_destroy(&f->broker);
+  free(f);
+  return 0;
+}
+
+static zsock_t *peer_new(fixture_t *f)
+{
+  zsock_t *sock = zsock_new_dealer(f->endpoint);
+  assert_non_null(sock);
+  zsock_set_rcvtimeo(sock, 2000);
+  return sock;
+}
+
+/* Sends [AVP1][frames...]; NULL ends the list. */
+static void send_frames(zsock_t *sock, ...)
+{
+  zmsg_t *msg = zmsg_new();
+  zmsg_addstr(msg, AVP_VERSION);
+  va_list ap;
+  va_start(ap, sock);
+  const char *frame;
+  while ((frame = va_arg(ap, const char *)))
+    zmsg_addstr(msg, frame);
+  va_end(ap);
+  assert_int_equal(zmsg_send(&msg, sock), 0);
+}
+
+/* Receives one message, answering a heartbeat as a live peer does. Returns NULL on
+ * timeout, sets *heartbeat for a heartbeat, else returns the message from the
+ * command frame on. */
+static zmsg_t *receive_one(zsock_t *sock, bool *heartbeat)
+{
+  *heartbeat = false;
+  zmsg_t *msg = zmsg_recv(sock);
+  if (!msg)
+    return NULL;
+  char *version = zmsg_popstr(msg);
+  assert_string_equal(version, AVP_VERSION);
+  free(version);
+  if (zframe_streq(zmsg_first(msg), AVP_HEARTBEAT)) {
+    *heartbeat = true;
+    zmsg_destroy(&msg);
+    send_frames(sock, AVP_HEARTBEAT, NULL);
+  }
+  return msg;
+}
+
+/* Receives the next message other than a heartbeat and checks its command. */
+static zmsg_t *expect(zsock_t *sock, const char *command)
+{
+  bool heartbeat = true;
+  zmsg_t *msg = NULL;
+  while (!msg && heartbeat)
+    msg = receive_one(sock, &heartbeat);
+  if (!msg)
+    fail_msg("no %s within the timeout", command);
+  char *got = zmsg_popstr(msg);
+  assert_string_equal(got, command);
+  free(got);
+  return msg;
+}
+
+/* True when nothing but heartbeats arrives within `ms`. */
+static bool quiet_for(zsock_t *sock, int ms)
+{
+  int64_t until = clock_mono_ms() + ms;
+  zmsg_t *msg = NULL;
+  bool heartbeat;
+  while (!msg && clock_mono_ms() < until) {
+    zsock_set_rcvtimeo(sock, (int) (until - clock_mono_ms()) + 1);
+    msg = receive_one(sock, &heartbeat);
+  }
+  zsock_set_rcvtimeo(sock, 2000);
+  bool quiet = msg == NULL;
+  zmsg_destroy(&msg);
+  return quiet;
+}
+
+static char *deadline_in(int ms)
+{
+  static char text[32];
+  snprintf(text, sizeof text, "%lld", (long long) (clock_wall_ms() + ms));
+  return text;
+}
+
+static void submit(zsock_t *producer, const char *stage, const char *job_id, const char *payload)
+{
+  send_frames(producer, AVP_SUBMIT, stage, job_id, deadline_in(10000), payload, NULL);
+}
+
+static void expect_ack(zsock_t *producer, const char *job_id)
+{
+  zmsg_t *ack = expect(producer, AVP_ACK);
+  char *id = zmsg_popstr(ack);
+  assert_string_equal(id, job_id);
+  free(id);
+  zmsg_destroy(&ack);
+}
+
+/* Receives a JOB and checks stage, id and attempt; returns the payload. */
+static char *expect_job(zsock_t *worker, const char *stage, const char *job_id, const char *attempt)
+{
+  zmsg_t *job = expect(worker, AVP_JOB);
+  char *got_stage = zmsg_popstr(job), *id = zmsg_popstr(job), *got_attempt = zmsg_popstr(job);
+  char *deadline = zmsg_popstr(job), *payload = zmsg_popstr(job);
+  assert_string_equal(got_stage, stage);
+  assert_string_equal(id, job_id);
+  assert_string_equal(got_attempt, attempt);
+  assert_true(strtoll(deadline, NULL, 10) > clock_wall_ms());
+  free(got_stage);
+  free(id);
+  free(got_attempt);
+  free(deadline);
+  zmsg_destroy(&job);
+  return payload;
+}
+
+static Avatar__Status *expect_status(zsock_t *consumer)
+{
+  zmsg_t *event = expect(consumer, AVP_EVENT);
+  zframe_t *payload = zmsg_first(event);
+  Avatar__Status *status =
+    avatar__status__unpack(NULL, zframe_size(payload), zframe_data(payload));
+  assert_non_null(status);
+  zmsg_destroy(&event);
+  return status;
+}
+
+static long info_counter(zsock_t *sock, const char *section, const char *stage, const char *name)
+{
+  send_frames(sock, AVP_INFO, NULL);
+  zmsg_t *reply = expect(sock, AVP_INFO);
+  char *json = zmsg_popstr(reply);
+  cJSON *info = cJSON_Parse(json);
+  cJSON *where = cJSON_GetObjectItem(info, section);
+  if (stage)
+    where = cJSON_GetObjectItem(where, stage);
+  cJSON *item = cJSON_GetObjectItem(where, name);
+  long value = cJSON_IsNumber(item) ? (long) item->valuedouble : -1;
+  cJSON_Delete(info);
+  free(json);
+  zmsg_destroy(&reply);
+  return value;
+}
+
+static void test_job_flows_through_two_stages(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *stt = peer_new(f), *chat = peer_new(f);
+  send_frames(stt, AVP_READY, "stt", "1", NULL);
+  send_frames(chat, AVP_READY, "chat", "1", NULL);
+  submit(producer, "stt", "job-1", "audio");
+  expect_ack(producer, "job-1");
+
+  char *payload = expect_job(stt, "stt", "job-1", "1");
+  assert_string_equal(payload, "audio");
+  free(payload);
+  send_frames(stt, AVP_DONE, "stt", "job-1", "chat", deadline_in(5000), "transcript", NULL);
+  payload = expect_job(chat, "chat", "job-1", "1");
+  assert_string_equal(payload, "transcript");
+  free(payload);
+  send_frames(chat, AVP_DONE, "chat", "job-1", NULL);
+  assert_int_equal(info_counter(producer, "stages", "chat", "idle"), 1);
+  zsock_destroy(&producer);
+  zsock_destroy(&stt);
+  zsock_destroy(&chat);
+}
+
+static void test_one_job_per_idle_worker(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *worker = peer_new(f);
+  send_frames(worker, AVP_READY, "tts", "1", NULL);
+  submit(producer, "tts", "a", "1");
+  expect_ack(producer, "a");
+  submit(producer, "tts", "b", "2");
+  expect_ack(producer, "b");
+  free(expect_job(worker, "tts", "a", "1"));
+  assert_true(quiet_for(worker, 300)); /* b waits: the worker has no credit */
+  send_frames(worker, AVP_DONE, "tts", "a", NULL);
+  free(expect_job(worker, "tts", "b", "1"));
+  zsock_destroy(&producer);
+  zsock_destroy(&worker);
+}
+
+static void test_full_queue_is_nacked(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f);
+  submit(producer, "avatar", "1", "x");
+  expect_ack(producer, "1");
+  submit(producer, "avatar", "2", "x");
+  expect_ack(producer, "2");
+  submit(producer, "avatar", "3", "x");
+  zmsg_t *nack = expect(producer, AVP_NACK);
+  char *id = zmsg_popstr(nack), *reason = zmsg_popstr(nack);
+  assert_string_equal(id, "3");
+  assert_non_null(strstr(reason, "full"));
+  free(id);
+  free(reason);
+  zmsg_destroy(&nack);
+  assert_int_equal(info_counter(producer, "stages", "avatar", "queued"), 2);
+  zsock_destroy(&producer);
+}
+
+static void test_past_deadline_is_nacked(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f);
+  send_frames(producer, AVP_SUBMIT, "stt", "late", deadline_in(-1), "x", NULL);
+  zmsg_t *nack = expect(producer, AVP_NACK);
+  zmsg_destroy(&nack);
+  zsock_destroy(&producer);
+}
+
+static void test_dead_worker_job_is_requeued(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *doomed = peer_new(f), *healthy = peer_new(f);
+  send_frames(doomed, AVP_READY, "tts", "1", NULL);
+  assert_true(quiet_for(doomed, 50)); /* doomed registers first and takes the job */
+  submit(producer, "tts", "j", "text");
+  expect_ack(producer, "j");
+  free(expect_job(doomed, "tts", "j", "1"));
+  send_frames(healthy, AVP_READY, "tts", "1", NULL);
+  zsock_destroy(&doomed); /* silent from now on */
+  char *payload = expect_job(healthy, "tts", "j", "2");
+  assert_string_equal(payload, "text");
+  free(payload);
+  assert_int_equal(info_counter(producer, "counters", NULL, "jobs_requeued"), 1);
+  assert_int_equal(info_counter(producer, "stages", "tts", "workers"), 1);
+  zsock_destroy(&producer);
+  zsock_destroy(&healthy);
+}
+
+static void test_attempt_limit_fails_job(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *doomed = peer_new(f), *gateway = peer_new(f);
+  send_frames(gateway, AVP_READY, AVP_STATUS_STAGE, "10", NULL);
+  send_frames(doomed, AVP_READY, "avatar", "1", NULL);
+  submit(producer, "avatar", "crashy", "x");
+  expect_ack(producer, "crashy");
+  free(expect_job(doomed, "avatar", "crashy", "1"));
+  zsock_destroy(&doomed);
+  Avatar__Status *status = expect_status(gateway);
+  assert_string_equal(status->job_id, "crashy");
+  assert_int_equal(status->state, AVATAR__STATE__FAILED);
+  assert_string_equal(status->stage, "avatar");
+  assert_string_equal(status->error->code, "worker_lost");
+  avatar__status__free_unpacked(status, NULL);
+  zsock_destroy(&producer);
+  zsock_destroy(&gateway);
+}
+
+static void test_deadline_fails_queued_job(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *gateway = peer_new(f);
+  send_frames(gateway, AVP_READY, AVP_STATUS_STAGE, "10", NULL);
+  send_frames(producer, AVP_SUBMIT, "chat", "slow", deadline_in(200), "x", NULL);
+  expect_ack(producer, "slow");
+  Avatar__Status *status = expect_status(gateway);
+  assert_string_equal(status->job_id, "slow");
+  assert_string_equal(status->error->code, "timeout");
+  avatar__status__free_unpacked(status, NULL);
+  assert_int_equal(info_counter(producer, "stages", "chat", "queued"), 0);
+  zsock_destroy(&producer);
+  zsock_destroy(&gateway);
+}
+
+static void test_deadline_fails_held_job_and_drops_its_result(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *gateway = peer_new(f), *worker = peer_new(f);
+  zsock_t *next = peer_new(f);
+  send_frames(gateway, AVP_READY, AVP_STATUS_STAGE, "10", NULL);
+  send_frames(worker, AVP_READY, "tts", "1", NULL);
+  send_frames(next, AVP_READY, "avatar", "1", NULL);
+  send_frames(producer, AVP_SUBMIT, "tts", "stuck", deadline_in(250), "x", NULL);
+  expect_ack(producer, "stuck");
+  free(expect_job(worker, "tts", "stuck", "1"));
+  Avatar__Status *status = expect_status(gateway);
+  assert_string_equal(status->error->code, "timeout");
+  avatar__status__free_unpacked(status, NULL);
+  send_frames(worker, AVP_DONE, "tts", "stuck", "avatar", deadline_in(5000), "late", NULL);
+  assert_true(quiet_for(next, 300));
+  zsock_destroy(&producer);
+  zsock_destroy(&gateway);
+  zsock_destroy(&worker);
+  zsock_destroy(&next);
+}
+
+static void test_status_events_reach_consumer(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *worker = peer_new(f), *gateway = peer_new(f);
+  send_frames(gateway, AVP_READY, AVP_STATUS_STAGE, "1", NULL);
+  Avatar__Status sent = AVATAR__STATUS__INIT;
+  sent.job_id = "s1";
+  sent.state = AVATAR__STATE__RUNNING;
+  uint8_t buf[64];
+  size_t size = avatar__status__pack(&sent, buf);
+  for (int i = 0; i < 2; i++) {
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, AVP_VERSION);
+    zmsg_addstr(msg, AVP_STATUS);
+    zmsg_addmem(msg, buf, size);
+    zmsg_send(&msg, worker);
+  }
+  Avatar__Status *status = expect_status(gateway);
+  assert_string_equal(status->job_id, "s1");
+  avatar__status__free_unpacked(status, NULL);
+  assert_true(quiet_for(gateway, 200)); /* credit 1 is spent */
+  send_frames(gateway, AVP_READY, AVP_STATUS_STAGE, "1", NULL);
+  status = expect_status(gateway);
+  avatar__status__free_unpacked(status, NULL);
+  zsock_destroy(&worker);
+  zsock_destroy(&gateway);
+}
+
+static void test_unknown_peer_heartbeat_gets_disconnect(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *stranger = peer_new(f);
+  send_frames(stranger, AVP_HEARTBEAT, NULL);
+  zmsg_t *msg = expect(stranger, AVP_DISCONNECT);
+  zmsg_destroy(&msg);
+  zsock_destroy(&stranger);
+}
+
+static void test_garbage_is_dropped_and_counted(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *attacker = peer_new(f);
+  zstr_send(attacker, "hello");                                  /* no version */
+  zstr_sendx(attacker, "AVP9", AVP_READY, "stt", "1", NULL);     /* wrong version */
+  send_frames(attacker, "EXPLODE", NULL);                        /* unknown command */
+  send_frames(attacker, AVP_READY, NULL);                        /* missing frames */
+  send_frames(attacker, AVP_READY, "bad stage!", "1", NULL);     /* bad name */
+  send_frames(attacker, AVP_READY, "stt", "-1", NULL);           /* bad number */
+  send_frames(attacker, AVP_SUBMIT, "stt", "x", "1", NULL);      /* no payload */
+  send_frames(attacker, AVP_DONE, "status", "x", NULL);          /* status is not a job stage */
+  zmsg_t *big = zmsg_new();
+  zmsg_addstr(big, AVP_VERSION);
+  zmsg_addstr(big, AVP_SUBMIT);
+  zmsg_addstr(big, "stt");
+  zmsg_addstr(big, "big");
+  zmsg_addstr(big, deadline_in(5000));
+  zframe_t *huge = zframe_new(NULL, 8192);                       /* over max_payload */
+  memset(zframe_data(huge), 'x', 8192);
+  zmsg_append(big, &huge);
+  zmsg_send(&big, attacker);
+  zframe_t *binary = zframe_new("\x00\xff\x01", 3);
+  zframe_send(&binary, attacker, 0);
+  long dropped = info_counter(attacker, "counters", NULL, "frames_dropped");
+  assert_true(dropped >= 8);
+  /* Still serving. */
+  zsock_t *producer = peer_new(f);
+  submit(producer, "stt", "after", "x");
+  expect_ack(producer, "after");
+  zsock_destroy(&producer);
+  zsock_destroy(&attacker);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_job_flows_through_two_stages, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_one_job_per_idle_worker, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_full_queue_is_nacked, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_past_deadline_is_nacked, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_dead_worker_job_is_requeued, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_attempt_limit_fails_job, setup_one_attempt, teardown),
+    cmocka_unit_test_setup_teardown(test_deadline_fails_queued_job, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_deadline_fails_held_job_and_drops_its_result, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_status_events_reach_consumer, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_unknown_peer_heartbeat_gets_disconnect, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_garbage_is_dropped_and_counted, setup, teardown),
+  };
+  return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
+}
