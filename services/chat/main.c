@@ -1,0 +1,58 @@
+/* chat: the answering stage. Answers the transcript (or typed question) with the
+ * conversation's earlier turns, using the backend chosen by CHAT_BACKEND. */
+#include "chat_backend.h"
+#include "config.h"
+#include "log.h"
+#include "stage.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int answer(void *backend, Avatar__Job *job, Avatar__Status *report, stage_error_t *err)
+{
+  chat_backend_t *chat = backend;
+  const char *question = job->transcript && *job->transcript ? job->transcript : job->input_text;
+  if (!question || !*question)
+    return stage_error_set(err, "bad_request", "There is no question to answer.");
+  chat_turn_t *history = calloc(job->n_history ? job->n_history : 1, sizeof *history);
+  if (!history)
+    return stage_error_set(err, "backend_error", "Out of memory.");
+  for (size_t i = 0; i < job->n_history; i++) {
+    history[i].role = job->history[i]->role;
+    history[i].text = job->history[i]->text;
+  }
+  char *reply = NULL;
+  int rc = chat->reply(chat, question, history, job->n_history, &reply, err);
+  free(history);
+  if (rc != 0)
+    return -1;
+  stage_set_string(&job->reply, reply);
+  report->question = (char *) question;
+  report->transcript = job->transcript;
+  report->reply = job->reply;
+  return 0;
+}
+
+static chat_backend_t *backend_from_config(stage_error_t *err)
+{
+  const char *name = config_str("CHAT_BACKEND", "kb");
+  if (!strcmp(name, "kb"))
+    return chat_kb_new(err);
+  stage_error_set(err, "bad_config", "CHAT_BACKEND=%s is not one of: kb", name);
+  return NULL;
+}
+
+int main(void)
+{
+  stage_process_init("chat");
+  stage_error_t err = {0};
+  chat_backend_t *backend = backend_from_config(&err);
+  if (!backend) {
+    log_msg(LOG_ERROR, "start_failed", "%s", err.message);
+    return 1;
+  }
+  stage_t stage = {.name = "chat", .next = "tts", .handle = answer, .backend = backend};
+  int rc = stage_run(&stage);
+  backend->destroy(&backend);
+  return rc;
+}

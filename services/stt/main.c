@@ -1,0 +1,52 @@
+/* stt: the speech-to-text stage. Turns the job's uploaded audio into a transcript
+ * with the backend chosen by STT_BACKEND and hands the job to chat. */
+#include "config.h"
+#include "log.h"
+#include "stage.h"
+#include "stt_backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int transcribe(void *backend, Avatar__Job *job, Avatar__Status *report,
+                      stage_error_t *err)
+{
+  stt_backend_t *stt = backend;
+  if (!job->input_audio.len)
+    return stage_error_set(err, "bad_audio", "The request carries no audio.");
+  stt_result_t result = {0};
+  if (stt->transcribe(stt, job->input_audio.data, job->input_audio.len, job->input_mime, &result,
+                      err) != 0)
+    return -1;
+  stage_set_string(&job->transcript, result.text);
+  job->transcript_confidence = result.confidence;
+  /* Later stages never need the upload; the gateway keeps its own copy. */
+  stage_set_bytes(&job->input_audio, NULL, 0);
+  report->transcript = job->transcript;
+  report->question = job->transcript;
+  return 0;
+}
+
+static stt_backend_t *backend_from_config(stage_error_t *err)
+{
+  const char *name = config_str("STT_BACKEND", "pocketsphinx");
+  if (!strcmp(name, "pocketsphinx"))
+    return stt_pocketsphinx_new(err);
+  stage_error_set(err, "bad_config", "STT_BACKEND=%s is not one of: pocketsphinx", name);
+  return NULL;
+}
+
+int main(void)
+{
+  stage_process_init("stt");
+  stage_error_t err = {0};
+  stt_backend_t *backend = backend_from_config(&err);
+  if (!backend) {
+    log_msg(LOG_ERROR, "start_failed", "%s", err.message);
+    return 1;
+  }
+  stage_t stage = {.name = "stt", .next = "chat", .handle = transcribe, .backend = backend};
+  int rc = stage_run(&stage);
+  backend->destroy(&backend);
+  return rc;
+}
