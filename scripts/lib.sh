@@ -1,0 +1,42 @@
+# Shared by scripts/start and scripts/test: install what is missing, build what is stale.
+# POSIX sh; sourced, not run.
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+
+# Debian packages the build, the services and the tests need.
+PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler
+ libzmq3-dev libczmq-dev libprotobuf-c-dev libcjson-dev libmicrohttpd-dev
+ libcurl4-openssl-dev libhiredis-dev libpocketsphinx-dev pocketsphinx-en-us
+ libespeak-ng-dev espeak-ng libavformat-dev libavcodec-dev libavutil-dev
+ libswresample-dev libswscale-dev libcairo2-dev libsqlite3-dev libcmocka-dev
+ ffmpeg curl jq procps"
+
+say() { printf '%s\n' "$*" >&2; }
+
+ensure_packages() {
+  missing=""
+  for p in $PACKAGES "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+      || missing="$missing $p"
+  done
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing Debian packages:$missing (run as root to install them)"
+    exit 1
+  fi
+  say "installing:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || { say "apt-get update failed"; exit 1; }
+  # shellcheck disable=SC2086 # word splitting of the list is intended
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null \
+    || { say "apt-get install failed:$missing"; exit 1; }
+}
+
+# ensure_build DIR [meson options...]: configure once, then let ninja rebuild what is stale.
+ensure_build() {
+  dir=$1; shift
+  if [ ! -f "$TOP/$dir/build.ninja" ]; then
+    meson setup "$TOP/$dir" "$TOP" "$@" >/dev/null || { say "meson setup $dir failed"; exit 1; }
+  fi
+  ninja -C "$TOP/$dir" >/dev/null || { ninja -C "$TOP/$dir" | tail -40 >&2; say "build $dir failed"; exit 1; }
+}

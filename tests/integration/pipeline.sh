@@ -1,0 +1,153 @@
+#!/bin/sh
+# Integration test of the whole pipeline on loopback with the real processes:
+# broker, stt, chat, tts, avatar and gateway from BUILD_DIR. Speaks TAP.
+# Needs: curl, jq, ffmpeg/ffprobe, espeak-ng.
+set -u
+
+BUILD_DIR=${BUILD_DIR:?BUILD_DIR must name the build directory}
+WORK=$(mktemp -d)
+PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+BROKER_PORT=$((PORT + 1))
+BASE="http://127.0.0.1:$PORT"
+export BROKER_BIND="tcp://127.0.0.1:$BROKER_PORT" BROKER_ENDPOINT="tcp://127.0.0.1:$BROKER_PORT"
+export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" LOG_LEVEL=info
+export JOB_DEADLINE_MS=${JOB_DEADLINE_MS:-60000}
+
+n=0 failures=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
+check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command: $*"; fi; }
+
+start() { # start NAME: runs the service in the background, pid in $WORK/NAME.pid
+  "$BUILD_DIR/$(path_of "$1")" 2>>"$WORK/$1.log" &
+  echo $! > "$WORK/$1.pid"
+}
+path_of() { case $1 in gateway) echo gateway/gateway ;; *) echo "services/$1/$1" ;; esac; }
+pid_of() { cat "$WORK/$1.pid"; }
+
+cleanup() {
+  for s in gateway stt chat tts avatar broker; do
+    [ -f "$WORK/$s.pid" ] && kill "$(pid_of $s)" 2>/dev/null
+  done
+  wait 2>/dev/null
+  # A sanitizer report in any service log fails the run.
+  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
+    not_ok "no sanitizer reports in service logs" \
+      "$(grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log | head -40)"
+  else
+    ok "no sanitizer reports in service logs"
+  fi
+  echo "1..$n"
+  rm -rf "$WORK"
+  [ "$failures" -eq 0 ]
+}
+trap 'cleanup; exit $?' EXIT
+trap 'exit 1' INT TERM
+
+wait_healthy() {
+  i=0
+  while [ $i -lt 100 ]; do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200 ] && return 0
+    sleep 0.1; i=$((i + 1))
+  done
+  return 1
+}
+
+# poll JOB_ID: waits until the job is done or failed; prints its JSON.
+poll() {
+  i=0
+  while [ $i -lt 600 ]; do
+    body=$(curl -s "$BASE/api/jobs/$1")
+    case $(printf '%s' "$body" | jq -r .state) in done | failed) printf '%s' "$body"; return 0 ;; esac
+    sleep 0.1; i=$((i + 1))
+  done
+  printf '%s' "$body"
+  return 1
+}
+
+ask() { # ask TEXT [SESSION]: prints the 202 body
+  jq -cn --arg t "$1" --arg s "${2:-}" '{text: $t} + (if $s == "" then {} else {session_id: $s} end)' |
+    curl -s -X POST "$BASE/api/ask" -H 'Content-Type: application/json' --data-binary @-
+}
+
+status_of() { # status_of CURL-ARGS...: prints only the HTTP status
+  curl -s -o "$WORK/body" -w '%{http_code}' "$@"
+}
+
+# --- start the system ---------------------------------------------------------
+start broker
+for s in stt chat tts avatar; do start $s; done
+start gateway
+check "system becomes healthy" wait_healthy
+
+# --- spoken question ------------------------------------------------------------
+espeak-ng -w "$WORK/question.wav" "What are your office hours?"
+ffmpeg -loglevel error -y -i "$WORK/question.wav" -c:a libopus -b:a 32k -ar 48000 "$WORK/question.webm"
+submit=$(curl -s -X POST "$BASE/api/complete-flow" -H 'Content-Type: audio/webm;codecs=opus' \
+  --data-binary @"$WORK/question.webm")
+job=$(printf '%s' "$submit" | jq -r .job_id)
+session=$(printf '%s' "$submit" | jq -r .session_id)
+check "complete-flow answers 202 with job and session ids" test -n "$job" -a "$job" != null -a "$session" != null
+result=$(poll "$job")
+check "spoken job ends done" test "$(printf '%s' "$result" | jq -r .state)" = done
+check "transcript is the question" test "$(printf '%s' "$result" | jq -r .transcript)" = "what are your office hours"
+reply=$(printf '%s' "$result" | jq -r .reply)
+case $reply in *"9 AM to 6 PM"*) ok "reply gives the hours" ;; *) not_ok "reply gives the hours" "reply: $reply" ;; esac
+curl -s -o "$WORK/answer.mp4" "$BASE$(printf '%s' "$result" | jq -r .video_url)"
+curl -s -o "$WORK/answer.wav" "$BASE$(printf '%s' "$result" | jq -r .audio_url)"
+streams=$(ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$WORK/answer.mp4" | sort | tr '\n' ' ')
+check "video streams are H.264 and AAC" test "$streams" = "aac h264 "
+video_s=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$WORK/answer.mp4")
+speech_s=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$WORK/answer.wav")
+check "video lasts as long as the speech (within 10%: $video_s s vs $speech_s s)" \
+  awk -v v="$video_s" -v s="$speech_s" 'BEGIN { d = v - s; if (d < 0) d = -d; exit !(s > 1 && d <= s * 0.1) }'
+check "media is served with byte ranges" \
+  test "$(status_of -r 0-99 "$BASE$(printf '%s' "$result" | jq -r .video_url)")" = 206
+
+# --- follow-up in the same session ----------------------------------------------
+followup=$(ask "and on saturday?" "$session" | jq -r .job_id)
+reply=$(poll "$followup" | jq -r .reply)
+case $reply in *"10 AM to 2 PM"*) ok "follow-up uses the previous turn" ;; *) not_ok "follow-up uses the previous turn" "reply: $reply" ;; esac
+turns=$(curl -s "$BASE/api/sessions/$session" | jq '.turns | length')
+check "session holds both questions and answers (4 turns, got $turns)" test "$turns" = 4
+
+# --- typed question -------------------------------------------------------------
+typed=$(ask "Do you offer a student discount?" | jq -r .job_id)
+result=$(poll "$typed")
+check "typed job ends done with a video" test "$(printf '%s' "$result" | jq -r '.state + " " + (.video_url | tostring)' | cut -c1-12)" = "done /media/"
+case $(printf '%s' "$result" | jq -r .reply) in *"10 percent"*) ok "typed reply gives the discount" ;; *) not_ok "typed reply gives the discount" "$result" ;; esac
+
+# --- a worker killed while it holds a job ----------------------------------------
+# SIGSTOP freezes tts so the broker hands it the job; kill -9 then takes it down
+# with the job. The broker must notice the silence and give the job to a new tts.
+kill -STOP "$(pid_of tts)"
+held=$(ask "Where is your store?" | jq -r .job_id)
+sleep 0.5
+kill -9 "$(pid_of tts)"
+start tts
+result=$(poll "$held")
+state=$(printf '%s' "$result" | jq -r .state)
+code=$(printf '%s' "$result" | jq -r '.error.code // empty')
+check "job held by a killed tts still ends (state=$state $code)" test "$state" = done -o -n "$code"
+check "it ends done after the restart" test "$state" = done
+
+# --- bad input --------------------------------------------------------------------
+check "garbage audio is 422" test "$(status_of -X POST "$BASE/api/complete-flow" -H 'Content-Type: audio/webm' --data-binary 'this is not audio at all')" = 422
+check "422 body is a JSON error" test "$(jq -r .error.code "$WORK/body")" = unprocessable
+head -c 20000000 /dev/zero > "$WORK/huge"
+check "20 MB body is 413" test "$(status_of -X POST "$BASE/api/complete-flow" -H 'Content-Type: audio/webm' --data-binary @"$WORK/huge")" = 413
+check "malformed JSON is 400" test "$(status_of -X POST "$BASE/api/ask" -H 'Content-Type: application/json' --data-binary '{"text": ')" = 400
+check "unknown job id is 404" test "$(status_of "$BASE/api/jobs/0123456789abcdef0123456789abcdef")" = 404
+check "404 body is a JSON error" test "$(jq -r .error.code "$WORK/body")" = not_found
+check "unsupported media type is 415" test "$(status_of -X POST "$BASE/api/complete-flow" -H 'Content-Type: text/plain' --data-binary 'hello')" = 415
+# Garbage on the broker socket: raw bytes that are not even ZMTP, then valid ZMTP
+# frames that are not AVP1.
+printf 'GET / HTTP/1.1\r\n\r\n%s' "$(head -c 3000 /dev/urandom | tr -d '\0')" |
+  curl -s -m 2 --data-binary @- "http://127.0.0.1:$BROKER_PORT/" >/dev/null 2>&1
+"$BUILD_DIR/tests/zmq_garbage" "$BROKER_ENDPOINT"
+check "broker survives garbage frames" kill -0 "$(pid_of broker)"
+after=$(ask "What is your phone number?" | jq -r .job_id)
+check "system keeps serving after bad input" test "$(poll "$after" | jq -r .state)" = done
+check "healthz is still ok" test "$(status_of "$BASE/healthz")" = 200
+curl -s -o "$WORK/metrics" "$BASE/metrics"
+check "metrics are Prometheus text" grep -q '^# TYPE' "$WORK/metrics"
