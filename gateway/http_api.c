@@ -538,6 +538,9 @@ static enum MHD_Result submit(http_api_t *api, struct MHD_Connection *connection
   log_event(result == BROKER_ACK ? LOG_INFO : LOG_WARN, "job_submitted", fields);
 
   if (result != BROKER_ACK) {
+    /* The client is told to retry, so the broker client must not re-submit
+     * this job on its own later (it keeps unanswered jobs for that). */
+    pipeline->job_final(pipeline->arg, job_id);
     job_store_remove(config->jobs, job_id);
     return respond_refused(connection, request, result);
   }

@@ -223,7 +223,7 @@ static void merge(job_record_t *record, const job_update_t *update, int64_t at_m
     set_fixed(record->error_code, sizeof record->error_code, "backend_error");
     set_text(&record->error_message, "The answer could not be produced.");
   }
-  if (is_final(record->state) && !has_timing(record, "total") && at_ms > record->created_ms) {
+  if (is_final(record->state) && !has_timing(record, "total") && at_ms >= record->created_ms) {
     job_timing_t total = {.name = "total", .ms = (uint32_t) (at_ms - record->created_ms)};
     merge_timing(record, &total);
   }

@@ -36,6 +36,7 @@ typedef struct {
   broker_submit_result_t submit_result;
   cJSON *info; /* returned as a copy; NULL = broker unreachable */
   int submits;
+  int released;
   char last_stage[16];
   Avatar__Job *last_job;
 } fixture_t;
@@ -71,8 +72,9 @@ static cJSON *fake_info(void *arg, int timeout_ms)
 
 static void fake_job_final(void *arg, const char *job_id)
 {
-  (void) arg;
   (void) job_id;
+  fixture_t *fixture = arg;
+  fixture->released++;
 }
 
 static int setup(void **state)
@@ -403,6 +405,7 @@ static void test_ask(void **state)
   assert_true(fixture->last_job->deadline_ms > fixture->last_job->created_ms);
   assert_int_equal(fixture->last_job->deadline_ms - fixture->last_job->created_ms, 60000);
 
+  assert_int_equal(fixture->released, 0);
   response = get(fixture, status_url);
   cJSON *job = assert_json(&response, 200);
   assert_string_equal(string_of(job, "state"), "queued");
@@ -678,7 +681,8 @@ static void test_overloaded(void **state)
   response = post(fixture, "/api/complete-flow", "audio/webm", webm_magic, sizeof webm_magic);
   assert_non_null(header(&response, "Retry-After", value, sizeof value));
   assert_error(&response, 503, "unavailable");
-  /* A refused job leaves no record behind. */
+  /* A refused job leaves no record behind, and nothing to re-submit. */
+  assert_int_equal(fixture->released, 2);
   char path[80];
   snprintf(path, sizeof path, "/api/jobs/%s", fixture->last_job->id);
   response = get(fixture, path);
