@@ -52,6 +52,7 @@ const state = {
   recorder: null,
   chunks: [],
   busy: false,
+  canRecord: true,
   lastRequest: null, // {kind: 'audio', blob, mime} or {kind: 'text', text}: what Retry resends
   timer: null,
 };
@@ -98,7 +99,7 @@ function clearError() {
 function setBusy(busy) {
   state.busy = busy;
   ui.send.disabled = busy;
-  ui.record.disabled = busy && !state.recorder;
+  ui.record.disabled = !state.canRecord || (busy && !state.recorder);
   ui.retry.disabled = busy;
 }
 
@@ -156,7 +157,8 @@ async function submit(request) {
 }
 
 // Polls every 300 ms at first, slowing to once a second, for at most 90 s.
-async function poll(statusUrl, started, job) {
+// `onUpdate` sees every intermediate state (to show the transcript early).
+async function poll(statusUrl, started, job, onUpdate) {
   let delay = POLL_FIRST_MS;
   while (Date.now() - started < POLL_GIVE_UP_MS) {
     await sleep(delay);
@@ -165,6 +167,7 @@ async function poll(statusUrl, started, job) {
     if (response.status === 404) throw { code: 'gave_up' };
     if (!response.ok) continue; // a passing hiccup: keep polling
     Object.assign(job, await response.json());
+    onUpdate(job);
     if (job.state === 'done' || job.state === 'failed') return job;
   }
   throw { code: 'gave_up' };
@@ -190,8 +193,13 @@ async function ask(request) {
   if (request.kind === 'text') addTurn('user', request.text);
   try {
     const accepted = await submit(request);
-    const result = await poll(accepted.status_url, started, job);
-    if (request.kind === 'audio') addTurn('user', result.transcript);
+    let transcriptShown = request.kind === 'text';
+    const result = await poll(accepted.status_url, started, job, (update) => {
+      if (!transcriptShown && update.transcript) {
+        addTurn('user', update.transcript);
+        transcriptShown = true;
+      }
+    });
     if (result.state === 'failed') {
       const error = result.error || {};
       throw { code: error.code, message: error.message };
@@ -248,7 +256,7 @@ function setRecordingLook(recording) {
   ui.record.classList.toggle('recording', recording);
   ui.record.setAttribute('aria-pressed', String(recording));
   ui.recordLabel.textContent = recording ? 'Tap to stop' : 'Tap to speak';
-  ui.record.disabled = state.busy && !recording;
+  ui.record.disabled = !state.canRecord || (state.busy && !recording);
 }
 
 ui.record.addEventListener('click', () => {
@@ -303,6 +311,7 @@ async function restoreConversation() {
 }
 
 if (!recordingType() || !navigator.mediaDevices) {
+  state.canRecord = false;
   ui.record.disabled = true;
   ui.recordLabel.textContent = 'Recording not supported here';
 }
