@@ -715,8 +715,9 @@ static bool on_pipe(broker_t *self)
   if (!strcmp(command, "$TERM"))
     keep_going = false;
   else if (!strcmp(command, "ENDPOINT")) {
-    const char *endpoint = self->router ? zsock_last_endpoint(self->router) : NULL;
+    char *endpoint = self->router ? zsock_last_endpoint(self->router) : NULL;
     zstr_send(self->pipe, endpoint ? endpoint : "");
+    zstr_free(&endpoint);
   }
   free(command);
   return keep_going;
@@ -751,8 +752,11 @@ void broker_actor(zsock_t *pipe, void *args)
   zpoller_t *poller = zpoller_new(pipe, ready ? self.router : NULL, NULL);
   self.heartbeat_at = clock_mono_ms() + self.cfg.heartbeat_ms;
   self.sweep_at = clock_mono_ms() + SWEEP_MS;
-  if (ready)
-    log_msg(LOG_INFO, "broker_started", "listening on %s", zsock_last_endpoint(self.router));
+  if (ready) {
+    char *endpoint = zsock_last_endpoint(self.router);
+    log_msg(LOG_INFO, "broker_started", "listening on %s", endpoint ? endpoint : "?");
+    zstr_free(&endpoint);
+  }
   while (poller) {
     int64_t now = clock_mono_ms();
     int64_t wait = (self.sweep_at < self.heartbeat_at ? self.sweep_at : self.heartbeat_at) - now;
