@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "counters.h"
 #include "log.h"
 #include "worker.h"
 
@@ -142,6 +143,9 @@ static void serve(const stage_t *stage, worker_t *worker, worker_job_t *work)
   }
   send_status(worker, &report);
   log_job(stage_error_is_set(&err) ? "job_failed" : "job_done", work, job, ms, &err);
+  counter_add(stage_error_is_set(&err) ? "jobs_failed" : "jobs_done",
+              stage_error_is_set(&err) ? err.code : NULL, 1);
+  counter_add("job_ms", NULL, (uint64_t) ms);
 
   uint8_t *packed = NULL;
   size_t size = 0;

@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "counters.h"
 #include "log.h"
 #include "protocol.h"
 
@@ -151,7 +152,14 @@ static void on_timer(link_t *self)
     _exit(70);
   }
   if (now >= self->heartbeat_at) {
+    /* Heartbeats carry this process's counters, which reach /metrics via INFO. */
     zmsg_t *msg = avp_msg_new(AVP_HEARTBEAT);
+    cJSON *counters = counters_snapshot();
+    char *json = counters ? cJSON_PrintUnformatted(counters) : NULL;
+    if (msg && json && zmsg_addstr(msg, json))
+      zmsg_destroy(&msg);
+    free(json);
+    cJSON_Delete(counters);
     link_send(self, &msg);
     self->heartbeat_at = now + AVP_HEARTBEAT_MS;
   }

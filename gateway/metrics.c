@@ -248,6 +248,44 @@ static double stage_figure(const cJSON *broker_info, const char *stage, const ch
   return cJSON_IsNumber(value) ? value->valuedouble : 0;
 }
 
+/* The broker's own counters, and the workers' counters it sums per stage
+ * ({"stage": {"name": {"label": n}}}). */
+static void render_broker_counters(const cJSON *broker_info, text_t *out)
+{
+  const cJSON *value;
+  cJSON_ArrayForEach(value, cJSON_GetObjectItemCaseSensitive(broker_info, "counters")) {
+    if (!cJSON_IsNumber(value))
+      continue;
+    append(out, "# TYPE broker_%s_total counter\nbroker_%s_total %.0f\n", value->string,
+           value->string, value->valuedouble);
+  }
+  /* Prometheus wants each family's samples together: group by counter name first. */
+  const cJSON *workers = cJSON_GetObjectItemCaseSensitive(broker_info, "worker_counters");
+  cJSON *families = cJSON_CreateObject();
+  const cJSON *stage, *group;
+  cJSON_ArrayForEach(stage, workers)
+    cJSON_ArrayForEach(group, stage)
+      if (families && group->string && !cJSON_HasObjectItem(families, group->string))
+        cJSON_AddTrueToObject(families, group->string);
+  const cJSON *family;
+  cJSON_ArrayForEach(family, families) {
+    append(out, "# TYPE worker_%s_total counter\n", family->string);
+    cJSON_ArrayForEach(stage, workers) {
+      cJSON_ArrayForEach(value, cJSON_GetObjectItemCaseSensitive(stage, family->string)) {
+        if (!cJSON_IsNumber(value))
+          continue;
+        if (value->string[0])
+          append(out, "worker_%s_total{stage=\"%s\",kind=\"%s\"} %.0f\n", family->string,
+                 stage->string, value->string, value->valuedouble);
+        else
+          append(out, "worker_%s_total{stage=\"%s\"} %.0f\n", family->string, stage->string,
+                 value->valuedouble);
+      }
+    }
+  }
+  cJSON_Delete(families);
+}
+
 static void render_broker(const cJSON *broker_info, text_t *out)
 {
   append(out, "# HELP gateway_broker_up 1 when the broker answered the last scrape.\n"
@@ -265,6 +303,7 @@ static void render_broker(const cJSON *broker_info, text_t *out)
   for (size_t i = 0; i < PIPELINE_STAGE_COUNT; i++)
     append(out, "gateway_stage_workers{stage=\"%s\"} %.0f\n", pipeline_stages[i],
            stage_figure(broker_info, pipeline_stages[i], "workers"));
+  render_broker_counters(broker_info, out);
 }
 
 char *metrics_render(metrics_t *self, const cJSON *broker_info)

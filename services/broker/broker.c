@@ -19,6 +19,7 @@
 #define MAX_STAGES 32
 #define MAX_STATUS_CREDIT 100000
 #define SWEEP_MS 100
+#define MAX_COUNTERS_JSON 16384
 
 typedef struct {
   char job_id[AVP_JOB_ID_MAX];
@@ -44,6 +45,7 @@ typedef struct {
   entry_t *in_flight;        /* owned while the worker holds it */
   bool in_flight_expired;    /* its deadline passed; the result will be ignored */
   void *idle_handle;         /* our node in stage->idle, NULL when not idle */
+  cJSON *counters;           /* the worker's latest counters, from its heartbeat */
 } peer_t;
 
 typedef struct {
@@ -244,6 +246,7 @@ static void peer_destructor(void **item)
     return;
   zframe_destroy(&peer->identity);
   entry_destroy(&peer->in_flight);
+  cJSON_Delete(peer->counters);
   free(peer);
   *item = NULL;
 }
@@ -554,6 +557,47 @@ static bool on_status(broker_t *self, zmsg_t *msg)
   return true;
 }
 
+/* Keeps the counters a worker sends with its heartbeat: {"name": {"label": n}}. */
+static void keep_counters(peer_t *peer, zmsg_t *msg)
+{
+  zframe_t *frame = zmsg_pop(msg);
+  if (!frame || zframe_size(frame) > MAX_COUNTERS_JSON) {
+    zframe_destroy(&frame);
+    return;
+  }
+  cJSON *counters = cJSON_ParseWithLength((const char *) zframe_data(frame), zframe_size(frame));
+  zframe_destroy(&frame);
+  if (!cJSON_IsObject(counters)) {
+    cJSON_Delete(counters);
+    return;
+  }
+  cJSON_Delete(peer->counters);
+  peer->counters = counters;
+}
+
+/* Adds every numeric {"name": {"label": n}} of `from` into `into`. */
+static void sum_counters(cJSON *into, const cJSON *from)
+{
+  const cJSON *group;
+  cJSON_ArrayForEach(group, from) {
+    if (!cJSON_IsObject(group) || !group->string)
+      continue;
+    cJSON *sum = cJSON_GetObjectItemCaseSensitive(into, group->string);
+    if (!sum && !(sum = cJSON_AddObjectToObject(into, group->string)))
+      continue;
+    const cJSON *value;
+    cJSON_ArrayForEach(value, group) {
+      if (!cJSON_IsNumber(value) || !value->string)
+        continue;
+      cJSON *total = cJSON_GetObjectItemCaseSensitive(sum, value->string);
+      if (total)
+        cJSON_SetNumberValue(total, total->valuedouble + value->valuedouble);
+      else
+        cJSON_AddNumberToObject(sum, value->string, value->valuedouble);
+    }
+  }
+}
+
 static void on_info(broker_t *self, zframe_t *identity)
 {
   cJSON *info = cJSON_CreateObject();
@@ -568,6 +612,16 @@ static void on_info(broker_t *self, zframe_t *identity)
     cJSON_AddNumberToObject(item, "idle", (double) zlistx_size(stage->idle));
     cJSON_AddNumberToObject(item, "queued", (double) zlistx_size(stage->queue));
     cJSON_AddNumberToObject(item, "in_flight", (double) in_flight);
+  }
+  cJSON *workers = cJSON_AddObjectToObject(info, "worker_counters");
+  for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
+    if (!peer->counters || !peer->stage[0])
+      continue;
+    cJSON *sums = cJSON_GetObjectItemCaseSensitive(workers, peer->stage);
+    if (!sums)
+      sums = cJSON_AddObjectToObject(workers, peer->stage);
+    if (sums)
+      sum_counters(sums, peer->counters);
   }
   cJSON *counters = cJSON_AddObjectToObject(info, "counters");
   const counters_t *c = &self->count;
@@ -590,14 +644,18 @@ static void on_info(broker_t *self, zframe_t *identity)
   free(text);
 }
 
-static void on_heartbeat(broker_t *self, zframe_t *identity)
+static void on_heartbeat(broker_t *self, zframe_t *identity, zmsg_t *msg)
 {
-  if (peer_lookup(self, identity))
+  peer_t *peer = peer_lookup(self, identity);
+  if (peer) {
+    if (zmsg_size(msg))
+      keep_counters(peer, msg);
     return;
+  }
   /* We don't know this peer: we restarted, or declared it dead. It must join again. */
-  zmsg_t *msg = avp_msg_new(AVP_DISCONNECT);
-  if (msg)
-    send_to_identity(self, identity, &msg);
+  zmsg_t *reply = avp_msg_new(AVP_DISCONNECT);
+  if (reply)
+    send_to_identity(self, identity, &reply);
 }
 
 static void on_disconnect(broker_t *self, zframe_t *identity)
@@ -621,7 +679,7 @@ static void on_message(broker_t *self, zmsg_t *msg)
     if (!strcmp(command, AVP_READY))
       ok = on_ready(self, identity, msg);
     else if (!strcmp(command, AVP_HEARTBEAT))
-      on_heartbeat(self, identity);
+      on_heartbeat(self, identity, msg);
     else if (!strcmp(command, AVP_SUBMIT))
       ok = on_submit(self, identity, msg);
     else if (!strcmp(command, AVP_PARTIAL))

@@ -151,3 +151,5 @@ check "system keeps serving after bad input" test "$(poll "$after" | jq -r .stat
 check "healthz is still ok" test "$(status_of "$BASE/healthz")" = 200
 curl -s -o "$WORK/metrics" "$BASE/metrics"
 check "metrics are Prometheus text" grep -q '^# TYPE' "$WORK/metrics"
+check "metrics carry the workers' counters" grep -q '^worker_jobs_done_total{stage="avatar"}' "$WORK/metrics"
+check "metrics carry the broker's counters" grep -q '^broker_jobs_dispatched_total [1-9]' "$WORK/metrics"
