@@ -19,11 +19,11 @@ typedef struct {
   char endpoint[128];
 } fixture_t;
 
-static int start_broker(void **state, size_t queue_max, uint32_t max_attempts)
+static int start_broker(void **state, size_t queue_max, uint32_t max_attempts, int heartbeat_ms)
 {
   fixture_t *f = calloc(1, sizeof *f);
   broker_config_t cfg = {.queue_max = queue_max, .status_queue_max = 100,
-                         .max_attempts = max_attempts, .heartbeat_ms = HEARTBEAT_MS,
+                         .max_attempts = max_attempts, .heartbeat_ms = heartbeat_ms,
                          .max_payload = 4096};
   snprintf(cfg.endpoint, sizeof cfg.endpoint, "tcp://127.0.0.1:*");
   f->broker = zactor_new(broker_actor, &cfg);
@@ -35,8 +35,10 @@ static int start_broker(void **state, size_t queue_max, uint32_t max_attempts)
   return f->endpoint[0] ? 0 : -1;
 }
 
-static int setup(void **state) { return start_broker(state, 2, 2); }
-static int setup_one_attempt(void **state) { return start_broker(state, 10, 1); }
+static int setup(void **state) { return start_broker(state, 2, 2, HEARTBEAT_MS); }
+static int setup_one_attempt(void **state) { return start_broker(state, 10, 1, HEARTBEAT_MS); }
+/* For tests where several peers wait at once: none must look dead meanwhile. */
+static int setup_slow_heartbeat(void **state) { return start_broker(state, 2, 2, 2000); }
 
 static int teardown(void **state)
 {
@@ -419,8 +421,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_dead_worker_job_is_requeued, setup, teardown),
     cmocka_unit_test_setup_teardown(test_attempt_limit_fails_job, setup_one_attempt, teardown),
     cmocka_unit_test_setup_teardown(test_deadline_fails_queued_job, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_deadline_fails_held_job_and_drops_its_result, setup,
-                                    teardown),
+    cmocka_unit_test_setup_teardown(test_deadline_fails_held_job_and_drops_its_result,
+                                    setup_slow_heartbeat, teardown),
     cmocka_unit_test_setup_teardown(test_status_events_reach_consumer, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unknown_peer_heartbeat_gets_disconnect, setup, teardown),
     cmocka_unit_test_setup_teardown(test_garbage_is_dropped_and_counted, setup, teardown),
