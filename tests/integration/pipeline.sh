@@ -131,6 +131,18 @@ code=$(printf '%s' "$result" | jq -r '.error.code // empty')
 check "job held by a killed tts still ends (state=$state $code)" test "$state" = done -o -n "$code"
 check "it ends done after the restart" test "$state" = done
 
+# --- the broker restarts while a job is in flight ------------------------------
+# The gateway keeps every open job and hands it to the new broker; workers rejoin.
+kill -STOP "$(pid_of tts)"
+moved=$(ask "What is your email address?" | jq -r .job_id)
+sleep 0.3
+kill -9 "$(pid_of broker)"
+kill -CONT "$(pid_of tts)"
+start broker
+result=$(poll "$moved")
+check "job survives a broker restart ($(printf '%s' "$result" | jq -c .error))" test "$(printf '%s' "$result" | jq -r .state)" = done
+check "every stage has a worker again after the restart" wait_healthy
+
 # --- bad input --------------------------------------------------------------------
 check "garbage audio is 422" test "$(status_of -X POST "$BASE/api/complete-flow" -H 'Content-Type: audio/webm' --data-binary 'this is not audio at all')" = 422
 check "422 body is a JSON error" test "$(jq -r .error.code "$WORK/body")" = unprocessable
