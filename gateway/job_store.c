@@ -1,8 +1,10 @@
-/* job_store: in-memory records behind one mutex. Each record keeps only what
- * api.md shows; text is capped so a misbehaving worker cannot grow it without
- * bound. */
+/* job_store: the record rules (merge, render, storage JSON) and the in-memory
+ * store: records behind one mutex. Each record keeps only what api.md shows;
+ * text is capped so a misbehaving worker cannot grow it without bound. With
+ * job_store_new_redis every call goes to job_store_redis.c instead. */
 #include "job_store.h"
 
+#include "job_store_record.h"
 #include "strmap.h"
 
 #include <pthread.h>
@@ -10,39 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-  bool present;
-  char *text;
-  char *audio_url;
-  char *video_url;
-  uint32_t duration_ms;
-} segment_t;
-
-typedef struct {
-  char job_id[JOB_ID_MAX + 1];
-  char session_id[JOB_ID_MAX + 1];
-  job_state_t state;
-  char stage[16];
-  char *question;
-  char *reply;
-  char *audio_url;
-  char *video_url;
-  job_timing_t timings[JOB_TIMINGS_MAX];
-  size_t timing_count;
-  char error_code[32];
-  char *error_message;
-  segment_t segments[JOB_SEGMENTS_MAX];
-  int64_t created_ms;
-  int64_t updated_ms;
-} job_record_t;
-
 struct job_store {
   pthread_mutex_t lock;
-  strmap_t *records;
+  strmap_t *records;     /* in memory; NULL for a Redis store */
+  redis_link_t *redis;   /* borrowed; NULL for an in-memory store */
   int64_t ttl_ms;
 };
 
-static void segment_clear(segment_t *segment)
+static void segment_clear(job_segment_t *segment)
 {
   free(segment->text);
   free(segment->audio_url);
@@ -50,9 +27,11 @@ static void segment_clear(segment_t *segment)
   memset(segment, 0, sizeof *segment);
 }
 
-static void record_free(void *value)
+void job_record_free(void *value)
 {
   job_record_t *record = value;
+  if (!record)
+    return;
   free(record->question);
   free(record->reply);
   free(record->audio_url);
@@ -63,7 +42,7 @@ static void record_free(void *value)
   free(record);
 }
 
-static bool is_final(job_state_t state)
+bool job_state_is_final(job_state_t state)
 {
   return state == JOB_STATE_DONE || state == JOB_STATE_FAILED;
 }
@@ -94,12 +73,26 @@ job_store_t *job_store_new(int64_t ttl_ms)
   job_store_t *self = calloc(1, sizeof *self);
   if (!self)
     return NULL;
-  self->records = strmap_new(record_free);
+  self->records = strmap_new(job_record_free);
   if (!self->records || pthread_mutex_init(&self->lock, NULL) != 0) {
     strmap_destroy(&self->records);
     free(self);
     return NULL;
   }
+  self->ttl_ms = ttl_ms;
+  return self;
+}
+
+job_store_t *job_store_new_redis(redis_link_t *redis, int64_t ttl_ms)
+{
+  job_store_t *self = calloc(1, sizeof *self);
+  if (!self)
+    return NULL;
+  if (pthread_mutex_init(&self->lock, NULL) != 0) {
+    free(self);
+    return NULL;
+  }
+  self->redis = redis;
   self->ttl_ms = ttl_ms;
   return self;
 }
@@ -115,7 +108,8 @@ void job_store_destroy(job_store_t **self_p)
   *self_p = NULL;
 }
 
-static job_record_t *record_new(const char *job_id, const char *session_id, int64_t now_ms)
+job_record_t *job_record_new(const char *job_id, const char *session_id, const char *stage,
+                             const char *question, int64_t now_ms)
 {
   if (!is_set(job_id) || strlen(job_id) > JOB_ID_MAX)
     return NULL;
@@ -124,6 +118,8 @@ static job_record_t *record_new(const char *job_id, const char *session_id, int6
     return NULL;
   snprintf(record->job_id, sizeof record->job_id, "%s", job_id);
   set_fixed(record->session_id, sizeof record->session_id, session_id);
+  set_fixed(record->stage, sizeof record->stage, stage);
+  set_text(&record->question, question);
   record->state = JOB_STATE_QUEUED;
   record->created_ms = now_ms;
   record->updated_ms = now_ms;
@@ -142,16 +138,17 @@ static job_record_t *lookup(job_store_t *self, const char *job_id, int64_t now_m
 int job_store_create(job_store_t *self, const char *job_id, const char *session_id,
                      const char *stage, const char *question, int64_t now_ms)
 {
+  if (self->redis)
+    return job_store_redis_create(self->redis, self->ttl_ms, job_id, session_id, stage,
+                                  question, now_ms);
   pthread_mutex_lock(&self->lock);
   int rc = -1;
   if (!strmap_get(self->records, job_id)) {
-    job_record_t *record = record_new(job_id, session_id, now_ms);
+    job_record_t *record = job_record_new(job_id, session_id, stage, question, now_ms);
     if (record) {
-      set_fixed(record->stage, sizeof record->stage, stage);
-      set_text(&record->question, question);
       rc = strmap_put(self->records, job_id, record);
       if (rc != 0)
-        record_free(record);
+        job_record_free(record);
     }
   }
   pthread_mutex_unlock(&self->lock);
@@ -160,6 +157,10 @@ int job_store_create(job_store_t *self, const char *job_id, const char *session_
 
 void job_store_remove(job_store_t *self, const char *job_id)
 {
+  if (self->redis) {
+    job_store_redis_remove(self->redis, job_id);
+    return;
+  }
   pthread_mutex_lock(&self->lock);
   strmap_remove(self->records, job_id);
   pthread_mutex_unlock(&self->lock);
@@ -188,7 +189,7 @@ static void merge_segment(job_record_t *record, const job_update_t *update)
 {
   if (update->segment_index >= JOB_SEGMENTS_MAX)
     return;
-  segment_t *segment = &record->segments[update->segment_index];
+  job_segment_t *segment = &record->segments[update->segment_index];
   segment->present = true;
   set_text(&segment->text, update->segment_text);
   set_text(&segment->audio_url, update->audio_url);
@@ -197,7 +198,7 @@ static void merge_segment(job_record_t *record, const job_update_t *update)
     segment->duration_ms = update->duration_ms;
 }
 
-static void merge(job_record_t *record, const job_update_t *update, int64_t at_ms)
+void job_record_merge(job_record_t *record, const job_update_t *update, int64_t at_ms)
 {
   set_fixed(record->session_id, sizeof record->session_id, update->session_id);
   if (update->state != JOB_STATE_NONE)
@@ -223,13 +224,13 @@ static void merge(job_record_t *record, const job_update_t *update, int64_t at_m
     set_fixed(record->error_code, sizeof record->error_code, "backend_error");
     set_text(&record->error_message, "The answer could not be produced.");
   }
-  if (is_final(record->state) && !has_timing(record, "total") && at_ms >= record->created_ms) {
+  if (job_state_is_final(record->state) && !has_timing(record, "total") && at_ms >= record->created_ms) {
     job_timing_t total = {.name = "total", .ms = (uint32_t) (at_ms - record->created_ms)};
     merge_timing(record, &total);
   }
 }
 
-static void fill_final(const job_record_t *record, job_final_t *final)
+void job_record_fill_final(const job_record_t *record, job_final_t *final)
 {
   memset(final, 0, sizeof *final);
   final->state = record->state;
@@ -246,24 +247,26 @@ job_apply_result_t job_store_apply(job_store_t *self, const job_update_t *update
 {
   if (!is_set(update->job_id))
     return JOB_APPLY_ERROR;
+  if (self->redis)
+    return job_store_redis_apply(self->redis, self->ttl_ms, update, now_ms, final);
   pthread_mutex_lock(&self->lock);
   job_apply_result_t result = JOB_APPLY_ERROR;
   job_record_t *record = lookup(self, update->job_id, now_ms);
   if (!record) {
-    record = record_new(update->job_id, update->session_id, now_ms);
+    record = job_record_new(update->job_id, update->session_id, NULL, NULL, now_ms);
     if (record && strmap_put(self->records, update->job_id, record) != 0) {
-      record_free(record);
+      job_record_free(record);
       record = NULL;
     }
   }
-  if (record && is_final(record->state)) {
+  if (record && job_state_is_final(record->state)) {
     result = JOB_APPLY_IGNORED;
   } else if (record) {
-    merge(record, update, update->at_ms ? update->at_ms : now_ms);
+    job_record_merge(record, update, update->at_ms ? update->at_ms : now_ms);
     record->updated_ms = now_ms;
-    result = is_final(record->state) ? JOB_APPLY_BECAME_FINAL : JOB_APPLY_UPDATED;
+    result = job_state_is_final(record->state) ? JOB_APPLY_BECAME_FINAL : JOB_APPLY_UPDATED;
     if (result == JOB_APPLY_BECAME_FINAL && final)
-      fill_final(record, final);
+      job_record_fill_final(record, final);
   }
   pthread_mutex_unlock(&self->lock);
   return result;
@@ -271,9 +274,11 @@ job_apply_result_t job_store_apply(job_store_t *self, const job_update_t *update
 
 bool job_store_is_final(job_store_t *self, const char *job_id, int64_t now_ms)
 {
+  if (self->redis)
+    return job_store_redis_is_final(self->redis, job_id);
   pthread_mutex_lock(&self->lock);
   job_record_t *record = lookup(self, job_id, now_ms);
-  bool final = record && is_final(record->state);
+  bool final = record && job_state_is_final(record->state);
   pthread_mutex_unlock(&self->lock);
   return final;
 }
@@ -290,7 +295,7 @@ static cJSON *render_segments(const job_record_t *record)
 {
   cJSON *segments = cJSON_CreateArray();
   for (uint32_t i = 0; segments && i < JOB_SEGMENTS_MAX; i++) {
-    const segment_t *segment = &record->segments[i];
+    const job_segment_t *segment = &record->segments[i];
     if (!segment->present)
       continue;
     cJSON *item = cJSON_CreateObject();
@@ -330,7 +335,7 @@ static bool has_segments(const job_record_t *record)
   return false;
 }
 
-static cJSON *render(const job_record_t *record)
+cJSON *job_record_render(const job_record_t *record)
 {
   cJSON *root = cJSON_CreateObject();
   if (!root)
@@ -358,11 +363,130 @@ static cJSON *render(const job_record_t *record)
   return root;
 }
 
+/* ---------------------------------------------------------- storage JSON */
+
+static void add_string_if_set(cJSON *object, const char *name, const char *value)
+{
+  if (is_set(value))
+    cJSON_AddStringToObject(object, name, value);
+}
+
+char *job_record_to_json(const job_record_t *record)
+{
+  cJSON *root = cJSON_CreateObject();
+  if (!root)
+    return NULL;
+  cJSON_AddStringToObject(root, "job_id", record->job_id);
+  add_string_if_set(root, "session_id", record->session_id);
+  cJSON_AddNumberToObject(root, "state", record->state);
+  add_string_if_set(root, "stage", record->stage);
+  add_string_if_set(root, "question", record->question);
+  add_string_if_set(root, "reply", record->reply);
+  add_string_if_set(root, "audio_url", record->audio_url);
+  add_string_if_set(root, "video_url", record->video_url);
+  cJSON *timings = cJSON_AddArrayToObject(root, "timings");
+  for (size_t i = 0; timings && i < record->timing_count; i++) {
+    cJSON *timing = cJSON_CreateObject();
+    cJSON_AddStringToObject(timing, "name", record->timings[i].name);
+    cJSON_AddNumberToObject(timing, "ms", record->timings[i].ms);
+    cJSON_AddItemToArray(timings, timing);
+  }
+  add_string_if_set(root, "error_code", record->error_code);
+  add_string_if_set(root, "error_message", record->error_message);
+  cJSON *segments = cJSON_AddArrayToObject(root, "segments");
+  for (uint32_t i = 0; segments && i < JOB_SEGMENTS_MAX; i++) {
+    const job_segment_t *segment = &record->segments[i];
+    if (!segment->present)
+      continue;
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddNumberToObject(item, "index", i);
+    add_string_if_set(item, "text", segment->text);
+    add_string_if_set(item, "audio_url", segment->audio_url);
+    add_string_if_set(item, "video_url", segment->video_url);
+    cJSON_AddNumberToObject(item, "duration_ms", segment->duration_ms);
+    cJSON_AddItemToArray(segments, item);
+  }
+  cJSON_AddNumberToObject(root, "created_ms", (double) record->created_ms);
+  cJSON_AddNumberToObject(root, "updated_ms", (double) record->updated_ms);
+  /* A failed Add leaves a field out; a record missing its arrays is incomplete. */
+  char *text = timings && segments ? cJSON_PrintUnformatted(root) : NULL;
+  cJSON_Delete(root);
+  return text;
+}
+
+static const char *string_of(const cJSON *object, const char *name)
+{
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+  return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+/* A number field within [0, max], else 0: the document came over the network. */
+static double number_of(const cJSON *object, const char *name, double max)
+{
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+  if (!cJSON_IsNumber(item) || item->valuedouble < 0 || item->valuedouble > max)
+    return 0;
+  return item->valuedouble;
+}
+
+static void read_segments(job_record_t *record, const cJSON *segments)
+{
+  const cJSON *item;
+  cJSON_ArrayForEach(item, segments) {
+    const cJSON *index = cJSON_GetObjectItemCaseSensitive(item, "index");
+    if (!cJSON_IsNumber(index) || index->valuedouble < 0 || index->valuedouble >= JOB_SEGMENTS_MAX)
+      continue;
+    job_segment_t *segment = &record->segments[(size_t) index->valuedouble];
+    segment->present = true;
+    set_text(&segment->text, string_of(item, "text"));
+    set_text(&segment->audio_url, string_of(item, "audio_url"));
+    set_text(&segment->video_url, string_of(item, "video_url"));
+    segment->duration_ms = (uint32_t) number_of(item, "duration_ms", UINT32_MAX);
+  }
+}
+
+job_record_t *job_record_from_json(const char *text)
+{
+  cJSON *root = cJSON_Parse(text);
+  job_record_t *record =
+    root ? job_record_new(string_of(root, "job_id"), string_of(root, "session_id"),
+                          string_of(root, "stage"), string_of(root, "question"), 0)
+         : NULL;
+  if (!record) {
+    cJSON_Delete(root);
+    return NULL;
+  }
+  record->state = (job_state_t) number_of(root, "state", JOB_STATE_FAILED);
+  set_text(&record->reply, string_of(root, "reply"));
+  set_text(&record->audio_url, string_of(root, "audio_url"));
+  set_text(&record->video_url, string_of(root, "video_url"));
+  const cJSON *timing;
+  cJSON_ArrayForEach(timing, cJSON_GetObjectItemCaseSensitive(root, "timings")) {
+    const char *name = string_of(timing, "name");
+    if (name && record->timing_count < JOB_TIMINGS_MAX) {
+      job_timing_t *slot = &record->timings[record->timing_count++];
+      snprintf(slot->name, sizeof slot->name, "%s", name);
+      slot->ms = (uint32_t) number_of(timing, "ms", UINT32_MAX);
+    }
+  }
+  set_fixed(record->error_code, sizeof record->error_code, string_of(root, "error_code"));
+  set_text(&record->error_message, string_of(root, "error_message"));
+  read_segments(record, cJSON_GetObjectItemCaseSensitive(root, "segments"));
+  record->created_ms = (int64_t) number_of(root, "created_ms", 9e15);
+  record->updated_ms = (int64_t) number_of(root, "updated_ms", 9e15);
+  cJSON_Delete(root);
+  return record;
+}
+
+/* ---------------------------------------------------------- the store */
+
 cJSON *job_store_render(job_store_t *self, const char *job_id, int64_t now_ms)
 {
+  if (self->redis)
+    return job_store_redis_render(self->redis, job_id);
   pthread_mutex_lock(&self->lock);
   job_record_t *record = lookup(self, job_id, now_ms);
-  cJSON *json = record ? render(record) : NULL;
+  cJSON *json = record ? job_record_render(record) : NULL;
   pthread_mutex_unlock(&self->lock);
   return json;
 }
@@ -381,6 +505,8 @@ static bool record_expired(const void *value, void *arg)
 
 size_t job_store_expire(job_store_t *self, int64_t now_ms)
 {
+  if (self->redis)
+    return 0; /* Redis expires the keys itself */
   expiry_t expiry = {.now_ms = now_ms, .ttl_ms = self->ttl_ms};
   pthread_mutex_lock(&self->lock);
   size_t removed = strmap_remove_if(self->records, record_expired, &expiry);
@@ -390,6 +516,8 @@ size_t job_store_expire(job_store_t *self, int64_t now_ms)
 
 size_t job_store_size(job_store_t *self)
 {
+  if (self->redis)
+    return job_store_redis_size(self->redis);
   pthread_mutex_lock(&self->lock);
   size_t size = strmap_size(self->records);
   pthread_mutex_unlock(&self->lock);

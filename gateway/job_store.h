@@ -1,7 +1,9 @@
 /* job_store: what the gateway knows about each job, for GET /api/jobs/{id}.
  * Status events are merged in; done and failed are final and sticky. Records
- * expire a TTL after their last change. This is the in-memory store; a shared
- * (Redis) store would implement the same functions. All functions are
+ * expire a TTL after their last change. Two kinds share these functions: the
+ * in-memory store (one gateway) and the Redis store (STATUS_STORE=redis://...,
+ * any number of gateways: a job submitted on one is polled on another, and
+ * whichever gateway receives a status event merges it). All functions are
  * thread-safe: HTTP threads read while the broker client's thread merges. */
 #ifndef GATEWAY_JOB_STORE_H
 #define GATEWAY_JOB_STORE_H
@@ -12,6 +14,7 @@
 #include <stdint.h>
 
 #include "ids.h"
+#include "redis_link.h"
 
 #define JOB_ID_MAX ID_MAX
 #define JOB_TIMINGS_MAX 12    /* distinct timing names kept per job */
@@ -79,7 +82,12 @@ typedef struct job_store job_store_t;
 /* A new empty store whose records live `ttl_ms` after their last change. */
 job_store_t *job_store_new(int64_t ttl_ms);
 
-/* Frees every record and the store; sets *self_p to NULL. */
+/* A store whose records live in Redis through `redis` (borrowed: it must
+ * outlive the store), each `ttl_ms` after its last change. Redis expires them,
+ * so job_store_expire has nothing to do; `now_ms` arguments only date records. */
+job_store_t *job_store_new_redis(redis_link_t *redis, int64_t ttl_ms);
+
+/* Frees every record (in memory) and the store; sets *self_p to NULL. */
 void job_store_destroy(job_store_t **self_p);
 
 /* Records a new job as queued at `stage` (the first stage it was sent to), with

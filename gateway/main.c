@@ -11,6 +11,7 @@
 #include "media_store.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "redis_link.h"
 #include "session_store.h"
 #include "status_sink.h"
 
@@ -18,6 +19,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #ifndef GATEWAY_STATIC_DIR_DEFAULT
@@ -30,6 +32,7 @@
 typedef struct {
   _Atomic(broker_client_t *) client; /* NULL until connected, and again while stopping */
   status_sink_t sink;
+  redis_link_t *redis;               /* the shared stores' server; NULL in memory mode */
 } gateway_t;
 
 static broker_submit_result_t submit_to_broker(void *arg, const char *stage, const char *job_id,
@@ -67,6 +70,49 @@ static void on_status(void *arg, const uint8_t *status, size_t size)
 {
   gateway_t *gateway = arg;
   status_sink_apply(&gateway->sink, status, size);
+}
+
+/* Makes the job, session and media stores that STATUS_STORE names: "memory"
+ * (the default: one gateway, media in MEDIA_DIR) or "redis://host[:port][/db]"
+ * (every store in Redis, shared by all gateways that name the same server;
+ * STATUS_STORE_PASSWORD is sent with AUTH). Sets *store_out to what is used,
+ * for the log. 0, or -1 after logging why not. */
+static int open_stores(gateway_t *gateway, const char **store_out)
+{
+  int64_t job_ttl_ms = config_long("JOB_TTL_S", 3600, 1, 7 * 86400) * 1000;
+  size_t max_turns = (size_t) config_long("SESSION_MAX_TURNS", 10, 1, 200);
+  int64_t session_ttl_ms = config_long("SESSION_TTL_S", 3600, 1, 30 * 86400) * 1000;
+  int64_t media_ttl_s = config_long("MEDIA_TTL_S", 3600, 1, 30 * 86400);
+  const char *store = config_str("STATUS_STORE", "memory");
+  status_sink_t *sink = &gateway->sink;
+  if (strcmp(store, "memory") == 0) {
+    const char *media_dir = config_str("MEDIA_DIR", "./var/media");
+    *store_out = store;
+    sink->jobs = job_store_new(job_ttl_ms);
+    sink->sessions = session_store_new(max_turns, session_ttl_ms);
+    sink->media = media_store_new(media_dir, media_ttl_s);
+    if (!sink->media) {
+      log_msg(LOG_ERROR, "start_failed", "MEDIA_DIR %s cannot be created or opened", media_dir);
+      return -1;
+    }
+  } else {
+    char error[512];
+    gateway->redis = redis_link_new(store, config_str("STATUS_STORE_PASSWORD", NULL), error,
+                                    sizeof error);
+    if (!gateway->redis) {
+      log_msg(LOG_ERROR, "start_failed", "STATUS_STORE: %s", error);
+      return -1;
+    }
+    *store_out = store; /* host, port and db only: credentials are refused in the URL */
+    sink->jobs = job_store_new_redis(gateway->redis, job_ttl_ms);
+    sink->sessions = session_store_new_redis(gateway->redis, max_turns, session_ttl_ms);
+    sink->media = media_store_new_redis(gateway->redis, media_ttl_s);
+  }
+  if (!sink->jobs || !sink->sessions || !sink->media || !sink->metrics) {
+    log_msg(LOG_ERROR, "start_failed", "out of memory");
+    return -1;
+  }
+  return 0;
 }
 
 static void housekeeping(const gateway_t *gateway)
@@ -113,29 +159,16 @@ int main(void)
     return EXIT_FAILURE;
   signal(SIGPIPE, SIG_IGN);
 
-  const char *media_dir = config_str("MEDIA_DIR", "./var/media");
   gateway_t gateway = {.client = NULL};
   pipeline_t pipeline = {
     .submit = submit_to_broker, .info = broker_info, .job_final = release_job, .arg = &gateway,
   };
-  gateway.sink = (status_sink_t) {
-    .jobs = job_store_new(config_long("JOB_TTL_S", 3600, 1, 7 * 86400) * 1000),
-    .sessions = session_store_new((size_t) config_long("SESSION_MAX_TURNS", 10, 1, 200),
-                                  config_long("SESSION_TTL_S", 3600, 1, 30 * 86400) * 1000),
-    .media = media_store_new(media_dir, config_long("MEDIA_TTL_S", 3600, 1, 30 * 86400)),
-    .metrics = metrics_new(),
-    .pipeline = &pipeline,
-  };
+  gateway.sink = (status_sink_t) {.metrics = metrics_new(), .pipeline = &pipeline};
   int exit_code = EXIT_FAILURE;
   http_api_t *api = NULL;
-  if (!gateway.sink.jobs || !gateway.sink.sessions || !gateway.sink.metrics) {
-    log_msg(LOG_ERROR, "start_failed", "out of memory");
+  const char *store = NULL;
+  if (open_stores(&gateway, &store) != 0)
     goto cleanup;
-  }
-  if (!gateway.sink.media) {
-    log_msg(LOG_ERROR, "start_failed", "MEDIA_DIR %s cannot be created or opened", media_dir);
-    goto cleanup;
-  }
   const char *endpoint = config_str("BROKER_ENDPOINT", "tcp://127.0.0.1:5555");
   broker_client_t *client = broker_client_new(endpoint, on_status, &gateway);
   if (!client) {
@@ -168,7 +201,9 @@ int main(void)
   cJSON_AddStringToObject(fields, "bind", http.bind_address);
   cJSON_AddNumberToObject(fields, "port", http_api_port(api));
   cJSON_AddStringToObject(fields, "broker", endpoint);
-  cJSON_AddStringToObject(fields, "media_dir", media_dir);
+  cJSON_AddStringToObject(fields, "store", store);
+  if (!gateway.redis)
+    cJSON_AddStringToObject(fields, "media_dir", config_str("MEDIA_DIR", "./var/media"));
   log_event(LOG_INFO, "listening", fields);
 
   wait_for_stop(&gateway, &stop_signals);
@@ -183,6 +218,7 @@ cleanup:
   media_store_destroy(&gateway.sink.media);
   session_store_destroy(&gateway.sink.sessions);
   job_store_destroy(&gateway.sink.jobs);
+  redis_link_destroy(&gateway.redis);
   metrics_destroy(&gateway.sink.metrics);
   log_msg(LOG_INFO, "stopped", "exit code %d", exit_code);
   return exit_code;

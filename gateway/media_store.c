@@ -1,6 +1,9 @@
 /* media_store: a directory of finished media, addressed only by validated names
  * through openat(2) on the directory's descriptor, so no path is ever built
- * from client input. */
+ * from client input. Or, for replicated gateways, Redis keys
+ * ("avatar:media:<name>") with the TTL, copied into an anonymous memory file
+ * when served so the HTTP layer sends them (and byte ranges of them) exactly
+ * like files on disk. */
 #include "media_store.h"
 
 #include <dirent.h>
@@ -9,14 +12,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define TEMP_PREFIX ".tmp-"
 
+#define MEDIA_KEY_PREFIX REDIS_KEY_PREFIX "media:"
+
 struct media_store {
-  int dir_fd;
+  int dir_fd;            /* the directory; -1 for a Redis store */
+  redis_link_t *redis;   /* borrowed; NULL for a directory store */
   int64_t ttl_s;
 };
 
@@ -98,12 +105,24 @@ media_store_t *media_store_new(const char *dir, int64_t ttl_s)
   return self;
 }
 
+media_store_t *media_store_new_redis(redis_link_t *redis, int64_t ttl_s)
+{
+  media_store_t *self = calloc(1, sizeof *self);
+  if (!self)
+    return NULL;
+  self->dir_fd = -1;
+  self->redis = redis;
+  self->ttl_s = ttl_s;
+  return self;
+}
+
 void media_store_destroy(media_store_t **self_p)
 {
   media_store_t *self = *self_p;
   if (!self)
     return;
-  close(self->dir_fd);
+  if (self->dir_fd >= 0)
+    close(self->dir_fd);
   free(self);
   *self_p = NULL;
 }
@@ -123,12 +142,31 @@ static int write_all(int fd, const uint8_t *data, size_t size)
   return 0;
 }
 
+static void media_key(const char *name, char key[REDIS_KEY_MAX])
+{
+  snprintf(key, REDIS_KEY_MAX, MEDIA_KEY_PREFIX "%s", name);
+}
+
+/* One SET: a reader sees the whole value or nothing, as with the rename. */
+static int redis_write(media_store_t *self, const char *name, const uint8_t *data, size_t size)
+{
+  char key[REDIS_KEY_MAX];
+  media_key(name, key);
+  if (redis_link_set(self->redis, key, data, size, self->ttl_s * 1000, false) != 1) {
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
 int media_store_write(media_store_t *self, const char *name, const uint8_t *data, size_t size)
 {
   if (!media_name_is_valid(name)) {
     errno = EINVAL;
     return -1;
   }
+  if (self->redis)
+    return redis_write(self, name, data, size);
   uint32_t nonce;
   if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t) sizeof nonce)
     return -1;
@@ -150,10 +188,35 @@ int media_store_write(media_store_t *self, const char *name, const uint8_t *data
   return rc;
 }
 
+/* Copies the value into a memfd: the caller gets a descriptor it can send with
+ * sendfile and byte ranges, and the memory goes when the descriptor is closed. */
+static int redis_open(media_store_t *self, const char *name, int *fd_out, uint64_t *size_out)
+{
+  char key[REDIS_KEY_MAX];
+  media_key(name, key);
+  char *data = NULL;
+  size_t size = 0;
+  if (redis_link_get(self->redis, key, &data, &size) != 1)
+    return -1;
+  int fd = memfd_create("media", MFD_CLOEXEC);
+  if (fd >= 0 && write_all(fd, (const uint8_t *) data, size) != 0) {
+    close(fd);
+    fd = -1;
+  }
+  free(data);
+  if (fd < 0)
+    return -1;
+  *fd_out = fd;
+  *size_out = size;
+  return 0;
+}
+
 int media_store_open(media_store_t *self, const char *name, int *fd_out, uint64_t *size_out)
 {
   if (!media_name_is_valid(name))
     return -1;
+  if (self->redis)
+    return redis_open(self, name, fd_out, size_out);
   int fd = openat(self->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return -1;
@@ -174,6 +237,8 @@ static bool is_ours(const char *name)
 
 size_t media_store_cleanup(media_store_t *self, int64_t now_s)
 {
+  if (self->redis)
+    return 0; /* Redis expires the keys itself */
   /* fdopendir takes over the descriptor it is given, so hand it a duplicate. */
   int fd = dup(self->dir_fd);
   if (fd < 0)

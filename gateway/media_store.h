@@ -1,12 +1,16 @@
-/* media_store: finished audio and video files in one directory (MEDIA_DIR),
- * served under /media/{file}. Files are written atomically (temporary file +
- * rename) so a client never sees half a file, and removed after a TTL. */
+/* media_store: finished audio and video files, served under /media/{file}:
+ * in one directory (MEDIA_DIR), written atomically (temporary file + rename)
+ * so a client never sees half a file and removed after a TTL; or, when
+ * gateways are replicated, in Redis with the same TTL, so any gateway serves
+ * the video another one received. */
 #ifndef GATEWAY_MEDIA_STORE_H
 #define GATEWAY_MEDIA_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "redis_link.h"
 
 #define MEDIA_NAME_MAX 96 /* longest file name served or written */
 
@@ -16,6 +20,10 @@ typedef struct media_store media_store_t;
  * than `ttl_s` seconds go at the next cleanup. NULL when the directory cannot
  * be created or used. */
 media_store_t *media_store_new(const char *dir, int64_t ttl_s);
+
+/* Keeps the files in Redis through `redis` (borrowed: it must outlive the
+ * store), each expiring `ttl_s` seconds after it was written. */
+media_store_t *media_store_new_redis(redis_link_t *redis, int64_t ttl_s);
 
 /* Frees the store (the files stay); sets *self_p to NULL. */
 void media_store_destroy(media_store_t **self_p);
@@ -32,7 +40,8 @@ const char *media_content_type(const char *name);
 int media_store_write(media_store_t *self, const char *name, const uint8_t *data, size_t size);
 
 /* Opens file `name` for reading. 0 with *fd_out (the caller closes it) and
- * *size_out set; -1 when the name is invalid or the file is gone. */
+ * *size_out set; -1 when the name is invalid or the file is gone. With Redis
+ * the descriptor is a memory file holding a copy of the value. */
 int media_store_open(media_store_t *self, const char *name, int *fd_out, uint64_t *size_out);
 
 /* Removes media files older than the TTL (and temporary files left by a crash)

@@ -1,7 +1,10 @@
 /* session_store: in-memory sessions behind one mutex. Each session keeps a
- * bounded ring of turns, so a long conversation costs at most max_turns texts. */
+ * bounded ring of turns, so a long conversation costs at most max_turns texts.
+ * A store made by session_store_new_redis passes every call on to
+ * session_store_redis.c instead. */
 #include "session_store.h"
 
+#include "session_store_redis.h"
 #include "strmap.h"
 
 #include <pthread.h>
@@ -22,7 +25,8 @@ typedef struct {
 
 struct session_store {
   pthread_mutex_t lock;
-  strmap_t *sessions;
+  strmap_t *sessions;     /* in memory; NULL for a Redis store */
+  redis_link_t *redis;    /* borrowed; NULL for an in-memory store */
   size_t max_turns;
   int64_t ttl_ms;
 };
@@ -63,6 +67,21 @@ session_store_t *session_store_new(size_t max_turns, int64_t ttl_ms)
     free(self);
     return NULL;
   }
+  self->max_turns = max_turns ? max_turns : 1;
+  self->ttl_ms = ttl_ms;
+  return self;
+}
+
+session_store_t *session_store_new_redis(redis_link_t *redis, size_t max_turns, int64_t ttl_ms)
+{
+  session_store_t *self = calloc(1, sizeof *self);
+  if (!self)
+    return NULL;
+  if (pthread_mutex_init(&self->lock, NULL) != 0) {
+    free(self);
+    return NULL;
+  }
+  self->redis = redis;
   self->max_turns = max_turns ? max_turns : 1;
   self->ttl_ms = ttl_ms;
   return self;
@@ -119,9 +138,14 @@ int session_store_open(session_store_t *self, const char *requested, int64_t now
   } else if (!id_is_valid(requested)) {
     return -1;
   }
-  pthread_mutex_lock(&self->lock);
-  int rc = open_locked(self, id, now_ms);
-  pthread_mutex_unlock(&self->lock);
+  int rc;
+  if (self->redis) {
+    rc = session_store_redis_open(self->redis, self->ttl_ms, id);
+  } else {
+    pthread_mutex_lock(&self->lock);
+    rc = open_locked(self, id, now_ms);
+    pthread_mutex_unlock(&self->lock);
+  }
   if (rc == 0)
     snprintf(id_out, SESSION_ID_MAX + 1, "%s", id);
   return rc;
@@ -135,6 +159,8 @@ static const session_turn_t *turn_at(const session_t *session, size_t i)
 int session_store_turns(session_store_t *self, const char *id, int64_t now_ms,
                         session_turn_t **turns_out, size_t *count_out)
 {
+  if (self->redis)
+    return session_store_redis_turns(self->redis, id, turns_out, count_out);
   *turns_out = NULL;
   *count_out = 0;
   pthread_mutex_lock(&self->lock);
@@ -200,6 +226,11 @@ static void push_turn(session_t *session, const char *role, const char *text,
 void session_store_append_exchange(session_store_t *self, const char *id, const char *job_id,
                                    const char *question, const char *reply, int64_t now_ms)
 {
+  if (self->redis) {
+    session_store_redis_append(self->redis, self->max_turns, self->ttl_ms, id, job_id, question,
+                               reply);
+    return;
+  }
   pthread_mutex_lock(&self->lock);
   session_t *session = lookup(self, id, now_ms);
   if (session && !has_job(session, job_id)) {
@@ -232,6 +263,8 @@ static cJSON *render(const session_t *session)
 
 cJSON *session_store_render(session_store_t *self, const char *id, int64_t now_ms)
 {
+  if (self->redis)
+    return session_store_redis_render(self->redis, id);
   pthread_mutex_lock(&self->lock);
   session_t *session = lookup(self, id, now_ms);
   cJSON *json = session ? render(session) : NULL;
@@ -241,6 +274,8 @@ cJSON *session_store_render(session_store_t *self, const char *id, int64_t now_m
 
 bool session_store_delete(session_store_t *self, const char *id, int64_t now_ms)
 {
+  if (self->redis)
+    return session_store_redis_delete(self->redis, id);
   pthread_mutex_lock(&self->lock);
   bool deleted = lookup(self, id, now_ms) && strmap_remove(self->sessions, id);
   pthread_mutex_unlock(&self->lock);
@@ -261,6 +296,8 @@ static bool session_expired(const void *value, void *arg)
 
 size_t session_store_expire(session_store_t *self, int64_t now_ms)
 {
+  if (self->redis)
+    return 0; /* Redis expires the keys itself */
   expiry_t expiry = {.now_ms = now_ms, .ttl_ms = self->ttl_ms};
   pthread_mutex_lock(&self->lock);
   size_t removed = strmap_remove_if(self->sessions, session_expired, &expiry);

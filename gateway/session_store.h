@@ -1,7 +1,8 @@
 /* session_store: conversations, i.e. the last turns (user question, assistant
  * reply) of each session, sent to chat as history. Sessions expire after a
- * period without use. In-memory; a shared (Redis) store would implement the
- * same functions. All functions are thread-safe. */
+ * period without use. Kept in memory (one gateway) or in Redis (replicated
+ * gateways: a follow-up on one gateway sees the turns made through another).
+ * All functions are thread-safe. */
 #ifndef GATEWAY_SESSION_STORE_H
 #define GATEWAY_SESSION_STORE_H
 
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "ids.h"
+#include "redis_link.h"
 
 #define SESSION_ID_MAX ID_MAX
 
@@ -26,7 +28,12 @@ typedef struct session_store session_store_t;
  * first); sessions unused for `ttl_ms` expire. */
 session_store_t *session_store_new(size_t max_turns, int64_t ttl_ms);
 
-/* Frees every session and the store; sets *self_p to NULL. */
+/* The same store in Redis through `redis` (borrowed: it must outlive the store).
+ * Redis expires idle sessions after `ttl_ms`, so session_store_expire has
+ * nothing to do and the `now_ms` arguments are not used. */
+session_store_t *session_store_new_redis(redis_link_t *redis, size_t max_turns, int64_t ttl_ms);
+
+/* Frees every session (in memory) and the store; sets *self_p to NULL. */
 void session_store_destroy(session_store_t **self_p);
 
 /* Makes sure a live session exists and marks it used. With a `requested` id
