@@ -3,7 +3,9 @@
 
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 
@@ -43,4 +45,15 @@ bool config_bool(const char *name, bool fallback)
   log_msg(LOG_WARN, "config_invalid", "%s must be true or false; using %s", name,
           fallback ? "true" : "false");
   return fallback;
+}
+
+int config_stage_timeout_ms(const char *stage)
+{
+  char name[64];
+  size_t i = 0;
+  for (; stage[i] && i < 40; i++)
+    name[i] = stage[i] == '-' ? '_' : (char) toupper((unsigned char) stage[i]);
+  snprintf(name + i, sizeof name - i, "_TIMEOUT_MS");
+  long common = config_long("STAGE_TIMEOUT_MS", 30000, 100, 3600000);
+  return (int) config_long(name, common, 100, 3600000);
 }

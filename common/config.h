@@ -16,4 +16,9 @@ long config_long(const char *name, long fallback, long min, long max);
 /* true for 1/true/yes/on, false for 0/false/no/off, else `fallback`. */
 bool config_bool(const char *name, bool fallback);
 
+/* The longest one job may take in `stage`: <STAGE>_TIMEOUT_MS (e.g. AVATAR_TIMEOUT_MS),
+ * else STAGE_TIMEOUT_MS, else 30 s. The broker fails a job held longer; the worker
+ * exits when its backend hangs well past it. */
+int config_stage_timeout_ms(const char *stage);
+
 #endif

@@ -35,6 +35,8 @@ typedef struct {
   bool busy;
   char job_id[AVP_JOB_ID_MAX];
   int64_t job_deadline_ms;
+  int64_t busy_since;          /* monotonic ms when the current job arrived */
+  int64_t stage_timeout_ms;
   int64_t hang_grace_ms;
   int64_t broker_expiry;       /* monotonic: broker presumed dead after this */
   int64_t heartbeat_at;
@@ -97,6 +99,7 @@ static void on_broker_job(link_t *self, zmsg_t *msg)
     return;
   }
   self->busy = true;
+  self->busy_since = clock_mono_ms();
   snprintf(self->job_id, sizeof self->job_id, "%s", job_id);
   self->job_deadline_ms = (int64_t) deadline;
 }
@@ -142,13 +145,15 @@ static bool on_caller(link_t *self)
 static void on_timer(link_t *self)
 {
   int64_t now = clock_mono_ms();
-  if (self->busy && self->hang_grace_ms &&
-      clock_wall_ms() > self->job_deadline_ms + self->hang_grace_ms) {
+  bool hung = self->busy && self->hang_grace_ms &&
+              (now - self->busy_since > self->stage_timeout_ms + self->hang_grace_ms ||
+               clock_wall_ms() > self->job_deadline_ms + self->hang_grace_ms);
+  if (hung) {
     /* The backend is stuck in a call we cannot interrupt. The broker has already
-     * failed the job at its deadline; exiting lets the supervisor start a fresh
-     * replica instead of leaving a dead one that still answers heartbeats. */
-    log_msg(LOG_ERROR, "worker_hung", "job %s ran %lld ms past its deadline; exiting",
-            self->job_id, (long long) (clock_wall_ms() - self->job_deadline_ms));
+     * failed the job (stage timeout or deadline); exiting lets the supervisor start
+     * a fresh replica instead of keeping one that answers heartbeats but no jobs. */
+    log_msg(LOG_ERROR, "worker_hung", "job %s has run %lld ms; exiting so a fresh %s starts",
+            self->job_id, (long long) (now - self->busy_since), self->args.stage);
     _exit(70);
   }
   if (now >= self->heartbeat_at) {
@@ -172,7 +177,8 @@ static void on_timer(link_t *self)
 static void worker_actor(zsock_t *pipe, void *args)
 {
   link_t self = {.args = *(worker_args_t *) args, .pipe = pipe};
-  self.hang_grace_ms = config_long("WORKER_HANG_GRACE_MS", 30000, 0, 3600000);
+  self.hang_grace_ms = config_long("WORKER_HANG_GRACE_MS", 5000, 0, 3600000);
+  self.stage_timeout_ms = config_stage_timeout_ms(self.args.stage);
   zsock_signal(pipe, 0);
   if (!link_connect(&self)) {
     /* worker_next() takes a message it cannot parse as the end. */

@@ -26,6 +26,7 @@ typedef struct {
   char stage[AVP_STAGE_MAX];
   uint32_t attempt;          /* dispatches so far */
   int64_t deadline_ms;       /* unix ms; 0 for status events */
+  int64_t dispatched_ms;     /* monotonic ms of the last dispatch */
   zframe_t *payload;
 } entry_t;
 
@@ -34,6 +35,7 @@ typedef struct {
   zlistx_t *queue;           /* entry_t*, owned */
   zlistx_t *idle;            /* peer_t* ready for work (status: with credit) */
   size_t workers;
+  int timeout_ms;            /* longest a worker may hold one of its jobs */
 } stage_t;
 
 typedef struct {
@@ -74,7 +76,9 @@ void broker_config_from_env(broker_config_t *cfg)
   cfg->max_attempts = (uint32_t) config_long("BROKER_MAX_ATTEMPTS", 3, 1, 100);
   cfg->heartbeat_ms = (int) config_long("BROKER_HEARTBEAT_MS", AVP_HEARTBEAT_MS, 10, 60000);
   cfg->max_payload = (size_t) config_long("BROKER_MAX_MSG_BYTES", 32L << 20, 1024, 1L << 30);
+  cfg->stage_timeout_ms = 0;
 }
+
 
 /* ---------------------------------------------------------------- entries */
 
@@ -136,6 +140,8 @@ static stage_t *stage_require(broker_t *self, const char *name)
   if (!stage)
     return NULL;
   snprintf(stage->name, sizeof stage->name, "%s", name);
+  stage->timeout_ms =
+    self->cfg.stage_timeout_ms ? self->cfg.stage_timeout_ms : config_stage_timeout_ms(name);
   stage->queue = zlistx_new();
   stage->idle = zlistx_new();
   if (!stage->queue || !stage->idle) {
@@ -379,6 +385,7 @@ static void dispatch_jobs(broker_t *self, stage_t *stage)
       peer_set_idle(self, peer, true);
       return;
     }
+    entry->dispatched_ms = clock_mono_ms();
     peer->in_flight = entry;
     peer->in_flight_expired = false;
     send_to(self, peer, &msg);
@@ -743,15 +750,26 @@ static void fail_expired(broker_t *self)
       zlistx_delete(stage->queue, zlistx_cursor(stage->queue));
     }
   }
+  int64_t mono = clock_mono_ms();
   for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
-    if (peer->in_flight && !peer->in_flight_expired && peer->in_flight->deadline_ms < now) {
-      char message[160];
+    entry_t *held = peer->in_flight;
+    if (!held || peer->in_flight_expired)
+      continue;
+    stage_t *stage = zhashx_lookup(self->stages, held->stage);
+    bool stuck = stage && mono - held->dispatched_ms > stage->timeout_ms;
+    if (held->deadline_ms >= now && !stuck)
+      continue;
+    /* The worker keeps it until it answers or dies; its late result is ignored. */
+    char message[160];
+    if (stuck)
+      snprintf(message, sizeof message, "No answer in time: the %s stage took longer than %d s.",
+               held->stage, stage->timeout_ms / 1000);
+    else
       snprintf(message, sizeof message, "No answer in time: the %s stage took too long.",
-               peer->in_flight->stage);
-      emit_failure(self, peer->in_flight, "timeout", message);
-      self->count.jobs_timed_out++;
-      peer->in_flight_expired = true;
-    }
+               held->stage);
+    emit_failure(self, held, "timeout", message);
+    self->count.jobs_timed_out++;
+    peer->in_flight_expired = true;
   }
 }
 

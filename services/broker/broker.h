@@ -16,6 +16,8 @@ typedef struct {
   uint32_t max_attempts;     /* dispatches of one job before it fails */
   int heartbeat_ms;          /* interval; a peer silent for 3 intervals is dead */
   size_t max_payload;        /* bytes of one job or status; larger is dropped */
+  int stage_timeout_ms;      /* longest a worker may hold a job; 0 = per stage from the
+                                environment (config_stage_timeout_ms) */
 } broker_config_t;
 
 /* Fills `cfg` from BROKER_BIND, BROKER_QUEUE_MAX, BROKER_STATUS_QUEUE_MAX,

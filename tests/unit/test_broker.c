@@ -19,12 +19,13 @@ typedef struct {
   char endpoint[128];
 } fixture_t;
 
-static int start_broker(void **state, size_t queue_max, uint32_t max_attempts, int heartbeat_ms)
+static int start_broker(void **state, size_t queue_max, uint32_t max_attempts, int heartbeat_ms,
+                        int stage_timeout_ms)
 {
   fixture_t *f = calloc(1, sizeof *f);
   broker_config_t cfg = {.queue_max = queue_max, .status_queue_max = 100,
                          .max_attempts = max_attempts, .heartbeat_ms = heartbeat_ms,
-                         .max_payload = 4096};
+                         .max_payload = 4096, .stage_timeout_ms = stage_timeout_ms};
   snprintf(cfg.endpoint, sizeof cfg.endpoint, "tcp://127.0.0.1:*");
   f->broker = zactor_new(broker_actor, &cfg);
   zstr_send(f->broker, "ENDPOINT");
@@ -35,10 +36,11 @@ static int start_broker(void **state, size_t queue_max, uint32_t max_attempts, i
   return f->endpoint[0] ? 0 : -1;
 }
 
-static int setup(void **state) { return start_broker(state, 2, 2, HEARTBEAT_MS); }
-static int setup_one_attempt(void **state) { return start_broker(state, 10, 1, HEARTBEAT_MS); }
+static int setup(void **state) { return start_broker(state, 2, 2, HEARTBEAT_MS, 30000); }
+static int setup_one_attempt(void **state) { return start_broker(state, 10, 1, HEARTBEAT_MS, 30000); }
 /* For tests where several peers wait at once: none must look dead meanwhile. */
-static int setup_slow_heartbeat(void **state) { return start_broker(state, 2, 2, 2000); }
+static int setup_slow_heartbeat(void **state) { return start_broker(state, 2, 2, 2000, 30000); }
+static int setup_stage_timeout(void **state) { return start_broker(state, 2, 2, 2000, 300); }
 
 static int teardown(void **state)
 {
@@ -339,6 +341,28 @@ static void test_deadline_fails_held_job_and_drops_its_result(void **state)
   zsock_destroy(&next);
 }
 
+static void test_stage_timeout_fails_stuck_job(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *gateway = peer_new(f), *worker = peer_new(f);
+  send_frames(gateway, AVP_READY, AVP_STATUS_STAGE, "10", NULL);
+  send_frames(worker, AVP_READY, "avatar", "1", NULL);
+  submit(producer, "avatar", "hung", "x"); /* the deadline is 10 s away */
+  expect_ack(producer, "hung");
+  free(expect_job(worker, "avatar", "hung", "1"));
+  /* The worker stays alive (heartbeats) but never answers: the stage limit cuts it off. */
+  int64_t started = clock_mono_ms();
+  Avatar__Status *status = expect_status(gateway);
+  assert_string_equal(status->job_id, "hung");
+  assert_string_equal(status->error->code, "timeout");
+  assert_non_null(strstr(status->error->message, "avatar"));
+  assert_true(clock_mono_ms() - started < 5000);
+  avatar__status__free_unpacked(status, NULL);
+  zsock_destroy(&producer);
+  zsock_destroy(&gateway);
+  zsock_destroy(&worker);
+}
+
 static void test_status_events_reach_consumer(void **state)
 {
   fixture_t *f = *state;
@@ -423,6 +447,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_deadline_fails_queued_job, setup, teardown),
     cmocka_unit_test_setup_teardown(test_deadline_fails_held_job_and_drops_its_result,
                                     setup_slow_heartbeat, teardown),
+    cmocka_unit_test_setup_teardown(test_stage_timeout_fails_stuck_job, setup_stage_timeout,
+                                    teardown),
     cmocka_unit_test_setup_teardown(test_status_events_reach_consumer, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unknown_peer_heartbeat_gets_disconnect, setup, teardown),
     cmocka_unit_test_setup_teardown(test_garbage_is_dropped_and_counted, setup, teardown),

@@ -1,0 +1,267 @@
+/* Messaging tests: the worker and broker_client classes against a real broker actor
+ * on loopback TCP — the path every job takes — including a broker restart, a dead
+ * broker, and a worker whose backend hangs. */
+#include "broker.h"
+#include "broker_client.h"
+#include "clock.h"
+#include "pipeline.pb-c.h"
+#include "worker.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- fixtures */
+
+typedef struct {
+  pthread_mutex_t lock;
+  Avatar__State last_state;
+  char last_job[64];
+  char last_code[32];
+  int events;
+} status_log_t;
+
+static void on_status(void *arg, const uint8_t *data, size_t size)
+{
+  status_log_t *log = arg;
+  Avatar__Status *status = avatar__status__unpack(NULL, size, data);
+  if (!status)
+    return;
+  pthread_mutex_lock(&log->lock);
+  log->events++;
+  log->last_state = status->state;
+  snprintf(log->last_job, sizeof log->last_job, "%s", status->job_id);
+  snprintf(log->last_code, sizeof log->last_code, "%s", status->error ? status->error->code : "");
+  pthread_mutex_unlock(&log->lock);
+  avatar__status__free_unpacked(status, NULL);
+}
+
+/* Waits up to `ms` for a status event about `job_id`; returns its state. */
+static Avatar__State wait_status(status_log_t *log, const char *job_id, int ms)
+{
+  int64_t until = clock_mono_ms() + ms;
+  while (clock_mono_ms() < until) {
+    pthread_mutex_lock(&log->lock);
+    bool seen = log->events && !strcmp(log->last_job, job_id);
+    Avatar__State state = log->last_state;
+    pthread_mutex_unlock(&log->lock);
+    if (seen)
+      return state;
+    zclock_sleep(20);
+  }
+  return AVATAR__STATE__STATE_UNKNOWN;
+}
+
+static char endpoint[64];
+
+static zactor_t *broker_start(size_t queue_max)
+{
+  broker_config_t cfg = {.queue_max = queue_max, .status_queue_max = 100, .max_attempts = 2,
+                         .heartbeat_ms = 1000, .max_payload = 1 << 20,
+                         .stage_timeout_ms = 30000};
+  snprintf(cfg.endpoint, sizeof cfg.endpoint, "%s", endpoint);
+  zactor_t *broker = zactor_new(broker_actor, &cfg);
+  assert_non_null(broker);
+  zstr_send(broker, "ENDPOINT");
+  char *bound = zstr_recv(broker);
+  assert_non_null(bound);
+  assert_string_not_equal(bound, "");
+  free(bound);
+  return broker;
+}
+
+static int pick_endpoint(void **state)
+{
+  (void) state;
+  /* A fixed port per test, so a restarted broker comes back at the same address. */
+  snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", 40000 + (int) (getpid() % 20000));
+  return 0;
+}
+
+static int64_t in_ms(int ms) { return clock_wall_ms() + ms; }
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_job_and_status_round_trip(void **state)
+{
+  (void) state;
+  zactor_t *broker = broker_start(10);
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  worker_t *stt = worker_new(endpoint, "stt");
+  worker_t *chat = worker_new(endpoint, "chat");
+  assert_non_null(client);
+  assert_non_null(stt);
+  assert_non_null(chat);
+
+  char reason[64];
+  assert_int_equal(broker_client_submit(client, "stt", "j1", in_ms(10000),
+                                        (const uint8_t *) "audio", 5, 2000, reason, sizeof reason),
+                   BROKER_ACK);
+  worker_job_t *job = worker_next(stt);
+  assert_non_null(job);
+  assert_string_equal(job->id, "j1");
+  assert_int_equal(job->attempt, 1);
+  assert_memory_equal(job->payload, "audio", 5);
+
+  Avatar__Status status = AVATAR__STATUS__INIT;
+  status.job_id = "j1";
+  status.state = AVATAR__STATE__RUNNING;
+  uint8_t packed[64];
+  size_t size = avatar__status__pack(&status, packed);
+  assert_int_equal(worker_status(stt, packed, size), 0);
+  assert_int_equal(wait_status(&log, "j1", 3000), AVATAR__STATE__RUNNING);
+
+  assert_int_equal(worker_done(stt, &job, "chat", (const uint8_t *) "text", 4), 0);
+  assert_null(job);
+  job = worker_next(chat);
+  assert_non_null(job);
+  assert_memory_equal(job->payload, "text", 4);
+  assert_int_equal(worker_done(chat, &job, NULL, NULL, 0), 0);
+
+  cJSON *info = broker_client_info(client, 2000);
+  assert_non_null(info);
+  cJSON *workers = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(info, "stages"),
+                                                           "chat"), "workers");
+  assert_int_equal((int) workers->valuedouble, 1);
+  cJSON_Delete(info);
+
+  worker_destroy(&stt);
+  worker_destroy(&chat);
+  broker_client_destroy(&client);
+  zactor_destroy(&broker);
+}
+
+static void test_full_queue_is_refused(void **state)
+{
+  (void) state;
+  zactor_t *broker = broker_start(1);
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  char reason[128];
+  assert_int_equal(broker_client_submit(client, "tts", "a", in_ms(10000), (const uint8_t *) "x",
+                                        1, 2000, reason, sizeof reason),
+                   BROKER_ACK);
+  assert_int_equal(broker_client_submit(client, "tts", "b", in_ms(10000), (const uint8_t *) "x",
+                                        1, 2000, reason, sizeof reason),
+                   BROKER_NACK_FULL);
+  assert_non_null(strstr(reason, "full"));
+  broker_client_destroy(&client);
+  zactor_destroy(&broker);
+}
+
+static void test_no_broker_is_unavailable(void **state)
+{
+  (void) state;
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  char reason[64];
+  assert_int_equal(broker_client_submit(client, "stt", "lost", in_ms(10000),
+                                        (const uint8_t *) "x", 1, 300, reason, sizeof reason),
+                   BROKER_UNAVAILABLE);
+  assert_null(broker_client_info(client, 200));
+  broker_client_destroy(&client);
+}
+
+static void test_open_jobs_survive_a_broker_restart(void **state)
+{
+  (void) state;
+  zactor_t *broker = broker_start(10);
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  char reason[64];
+  assert_int_equal(broker_client_submit(client, "avatar", "keep", in_ms(20000),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                   BROKER_ACK);
+  zactor_destroy(&broker); /* the queued job dies with it */
+  broker = broker_start(10);
+  worker_t *avatar = worker_new(endpoint, "avatar");
+  worker_job_t *job = worker_next(avatar); /* the client handed it over again */
+  assert_non_null(job);
+  assert_string_equal(job->id, "keep");
+  worker_done(avatar, &job, NULL, NULL, 0);
+  worker_destroy(&avatar);
+  broker_client_destroy(&client);
+  zactor_destroy(&broker);
+}
+
+static void test_job_fails_when_broker_stays_dead(void **state)
+{
+  (void) state;
+  zactor_t *broker = broker_start(10);
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  char reason[64];
+  assert_int_equal(broker_client_submit(client, "stt", "orphan", in_ms(300),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                   BROKER_ACK);
+  zactor_destroy(&broker);
+  assert_int_equal(wait_status(&log, "orphan", 5000), AVATAR__STATE__FAILED);
+  pthread_mutex_lock(&log.lock);
+  assert_string_equal(log.last_code, "timeout");
+  pthread_mutex_unlock(&log.lock);
+  broker_client_destroy(&client);
+}
+
+/* In a child process: a worker whose "backend" never returns must exit by itself. */
+static void hang_in_child(void)
+{
+  setenv("STAGE_TIMEOUT_MS", "200", 1);
+  setenv("WORKER_HANG_GRACE_MS", "200", 1);
+  zactor_t *broker = broker_start(10);
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  worker_t *tts = worker_new(endpoint, "tts");
+  (void) broker; /* never destroyed: the process ends by _exit */
+  char reason[64];
+  broker_client_submit(client, "tts", "stuck", in_ms(60000), (const uint8_t *) "x", 1, 2000,
+                       reason, sizeof reason);
+  worker_job_t *job = worker_next(tts);
+  if (!job)
+    _exit(2);
+  zclock_sleep(10000); /* the hung backend */
+  _exit(3);
+}
+
+static void test_hung_worker_exits(void **state)
+{
+  (void) state;
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0)
+    hang_in_child();
+  int status = 0;
+  int64_t until = clock_mono_ms() + 8000;
+  pid_t done = 0;
+  while (!done && clock_mono_ms() < until) {
+    done = waitpid(child, &status, WNOHANG);
+    zclock_sleep(50);
+  }
+  if (!done) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    fail_msg("the hung worker did not exit");
+  }
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 70);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    /* First: it forks, and ZeroMQ contexts must not exist yet when a process forks. */
+    cmocka_unit_test_setup(test_hung_worker_exits, pick_endpoint),
+    cmocka_unit_test_setup(test_job_and_status_round_trip, pick_endpoint),
+    cmocka_unit_test_setup(test_full_queue_is_refused, pick_endpoint),
+    cmocka_unit_test_setup(test_no_broker_is_unavailable, pick_endpoint),
+    cmocka_unit_test_setup(test_open_jobs_survive_a_broker_restart, pick_endpoint),
+    cmocka_unit_test_setup(test_job_fails_when_broker_stays_dead, pick_endpoint),
+  };
+  return cmocka_run_group_tests_name("messaging", tests, NULL, NULL);
+}
