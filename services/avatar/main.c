@@ -60,7 +60,9 @@ static avatar_backend_t *backend_from_config(stage_error_t *err)
   const char *name = config_str("AVATAR_BACKEND", "local");
   if (!strcmp(name, "local"))
     return avatar_local_new(err);
-  stage_error_set(err, "bad_config", "AVATAR_BACKEND=%s is not one of: local", name);
+  if (!strcmp(name, "did"))
+    return avatar_did_new(err);
+  stage_error_set(err, "bad_config", "AVATAR_BACKEND=%s is not one of: local, did", name);
   return NULL;
 }
 

@@ -32,7 +32,12 @@ static stt_backend_t *backend_from_config(stage_error_t *err)
   const char *name = config_str("STT_BACKEND", "pocketsphinx");
   if (!strcmp(name, "pocketsphinx"))
     return stt_pocketsphinx_new(err);
-  stage_error_set(err, "bad_config", "STT_BACKEND=%s is not one of: pocketsphinx", name);
+  if (!strcmp(name, "google"))
+    return stt_google_new(err);
+  if (!strcmp(name, "openai"))
+    return stt_openai_new(err);
+  stage_error_set(err, "bad_config", "STT_BACKEND=%s is not one of: pocketsphinx, google, openai",
+                  name);
   return NULL;
 }
 

@@ -72,7 +72,11 @@ static tts_backend_t *backend_from_config(stage_error_t *err)
   const char *name = config_str("TTS_BACKEND", "espeak");
   if (!strcmp(name, "espeak"))
     return tts_espeak_new(err);
-  stage_error_set(err, "bad_config", "TTS_BACKEND=%s is not one of: espeak", name);
+  if (!strcmp(name, "google"))
+    return tts_google_new(err);
+  if (!strcmp(name, "openai"))
+    return tts_openai_new(err);
+  stage_error_set(err, "bad_config", "TTS_BACKEND=%s is not one of: espeak, google, openai", name);
   return NULL;
 }
 
