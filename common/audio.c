@@ -17,6 +17,11 @@
 
 enum { AVIO_BUFFER_SIZE = 16 * 1024 };
 
+/* Highest input rate resampled. The resampler's filter grows with the ratio of
+ * the rates, so a header claiming gigahertz costs seconds of CPU per upload
+ * (found by tests/fuzz/fuzz_audio); real recordings stay at or below 384 kHz. */
+enum { MAX_INPUT_RATE = 384000 };
+
 /* The read position of the custom AVIOContext over the caller's buffer. */
 typedef struct {
   const uint8_t *data;
@@ -219,6 +224,8 @@ static int samples_reserve(decoder_t *dec, size_t extra)
 /* Converts `frame` (NULL drains the resampler) and appends the result. */
 static int samples_append(decoder_t *dec, const AVFrame *frame, uint32_t max_ms, stage_error_t *err)
 {
+  if (frame && (frame->sample_rate <= 0 || frame->sample_rate > MAX_INPUT_RATE))
+    return bad_audio(err, "unsupported sample rate");
   if (frame && resampler_prepare(dec, frame) < 0)
     return bad_audio(err, "unsupported sample format");
   if (!dec->resampler)

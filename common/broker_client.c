@@ -257,6 +257,14 @@ static void client_actor(zsock_t *pipe, void *args)
       break;
     on_timer(&self);
   }
+  if (self.dealer) {
+    /* Tell the broker at once, so that it stops handing status events to a
+     * gateway that is going away (they would be lost until it noticed the
+     * silence); a little linger lets the goodbye leave. */
+    zmsg_t *bye = avp_msg_new(AVP_DISCONNECT);
+    zsock_set_linger(self.dealer, 200);
+    link_send(&self, &bye);
+  }
   zpoller_destroy(&poller);
   zsock_destroy(&self.dealer);
 }

@@ -192,6 +192,27 @@ static void test_truncated(void **state)
   }
 }
 
+/* A WAV header claiming 1.4 GHz and 47 channels (tests/fuzz/crashes/): refused at
+ * once instead of spending seconds building the resampler. */
+static void test_absurd_rate(void **state)
+{
+  (void) state;
+  uint8_t wav[44 + 400] = {0};
+  const uint32_t rate = 1444946752u, data_size = 400;
+  memcpy(wav, "RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x2f\0", 24);
+  for (int i = 0; i < 4; i++)
+    wav[24 + i] = (uint8_t) (rate >> (8 * i));
+  memcpy(wav + 32, "\x02\0\x10\0data", 8);
+  for (int i = 0; i < 4; i++)
+    wav[40 + i] = (uint8_t) (data_size >> (8 * i));
+  pcm_t pcm = {0};
+  stage_error_t err = {0};
+  assert_int_equal(audio_decode(wav, sizeof wav, RATE, MAX_MS, &pcm, &err), -1);
+  assert_string_equal(err.code, "bad_audio");
+  assert_non_null(strstr(err.message, "sample rate"));
+  assert_null(pcm.samples);
+}
+
 static void test_too_long(void **state)
 {
   (void) state;
@@ -219,6 +240,7 @@ int main(void)
     cmocka_unit_test(test_empty),
     cmocka_unit_test(test_garbage),
     cmocka_unit_test(test_truncated),
+    cmocka_unit_test(test_absurd_rate),
     cmocka_unit_test(test_too_long),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
