@@ -65,6 +65,14 @@ struct fake_reply {
   bool drop;
 };
 
+/* A recorded request with a count of its holders: the record list and, while it is
+ * being answered, the connection's thread (a clear must not free it under a slow
+ * handler). `req` comes first so a fake_request_t pointer is the record's. */
+typedef struct {
+  fake_request_t req;
+  atomic_int refs;
+} record_t;
+
 /* One connection's request while its body arrives. */
 typedef struct {
   uint8_t *body;
@@ -102,9 +110,10 @@ static void free_part(fake_part_t *part)
   free(part->data);
 }
 
+/* Drops one hold on the record; the last one frees it. */
 static void free_request(fake_request_t *req)
 {
-  if (!req)
+  if (!req || atomic_fetch_sub(&((record_t *) req)->refs, 1) > 1)
     return;
   free(req->method);
   free(req->path);
@@ -328,10 +337,12 @@ static enum MHD_Result collect_part(void *cls, enum MHD_ValueKind kind, const ch
 static fake_request_t *make_record(struct MHD_Connection *connection, const char *method,
                                    const char *url, pending_t *pending)
 {
-  fake_request_t *req = calloc(1, sizeof *req);
+  record_t *record = calloc(1, sizeof *record);
   strbuf_t query = {0};
-  if (!req)
+  if (!record)
     return NULL;
+  atomic_init(&record->refs, 1);
+  fake_request_t *req = &record->req;
   req->method = strdup(method);
   req->path = strdup(url);
   MHD_get_connection_values(connection, MHD_HEADER_KIND, collect_header, req);
@@ -567,12 +578,17 @@ static enum MHD_Result dispatch(fake_server_t *server, struct MHD_Connection *co
    * "slow", since the delay is this layer's part. */
   fake_request_t seen = *req;
   seen.outcome = !strcmp(outcome, "slow") ? "ok" : req->outcome;
+  /* One hold for the list, one for this thread until the answer is queued. */
+  atomic_fetch_add(&((record_t *) req)->refs, 1);
   if (record(server, req) != 0) {
+    free_request(req);
     free_request(req);
     return MHD_NO;
   }
-  if (!strcmp(outcome, "drop"))
+  if (!strcmp(outcome, "drop")) {
+    free_request(req);
     return MHD_NO;
+  }
   if (!strcmp(outcome, "slow"))
     nap(server, server->slow_ms);
   if (route)
@@ -584,6 +600,7 @@ static enum MHD_Result dispatch(fake_server_t *server, struct MHD_Connection *co
   rc = reply.drop || atomic_load(&server->stopping) ? MHD_NO
                                                    : send_reply(server, connection, &reply);
   free_reply(&reply);
+  free_request(req);
   return rc;
 }
 
