@@ -196,14 +196,37 @@ static size_t frequency_in(const bm25_document_t *document, long id)
   return 0;
 }
 
+/* Puts `match` into `top` (best first, `*found` of `max` used) if it ranks. */
+static void rank(bm25_match_t *top, size_t max, size_t *found, const bm25_match_t *match)
+{
+  size_t at = *found;
+  while (at > 0 && top[at - 1].score < match->score)
+    at--;
+  if (at >= max)
+    return;
+  size_t keep = *found < max ? *found : max - 1;
+  memmove(&top[at + 1], &top[at], (keep - at) * sizeof *top);
+  top[at] = *match;
+  if (*found < max)
+    (*found)++;
+}
+
 int bm25_index_best(const bm25_index_t *self, const bm25_query_term_t *query, size_t query_count,
                     size_t entry_count, double answer_weight, bm25_match_t *best)
 {
-  best->entry = -1;
-  best->score = 0.0;
-  best->coverage = 0.0;
-  best->phrasing_coverage = 0.0;
-  if (query_count == 0 || entry_count == 0)
+  size_t found = 0;
+  int rc = bm25_index_top(self, query, query_count, entry_count, answer_weight, best, 1, &found);
+  if (found == 0)
+    *best = (bm25_match_t) {.entry = -1};
+  return rc;
+}
+
+int bm25_index_top(const bm25_index_t *self, const bm25_query_term_t *query, size_t query_count,
+                   size_t entry_count, double answer_weight, bm25_match_t *top, size_t max,
+                   size_t *found)
+{
+  *found = 0;
+  if (query_count == 0 || entry_count == 0 || max == 0)
     return 0;
   long *ids = malloc(query_count * sizeof *ids);
   double *idf = malloc(query_count * sizeof *idf);
@@ -258,12 +281,11 @@ int bm25_index_best(const bm25_index_t *self, const bm25_query_term_t *query, si
     /* Weighted by coverage: of two entries matching equally well, the one that
      * explains all of the question ("how long ... to canada") wins. */
     double score = (phrasing_score[e] + answer_weight * answer_score[e]) * coverage;
-    if (score <= best->score)
+    if (score <= 0.0)
       continue;
-    best->entry = (long) e;
-    best->score = score;
-    best->coverage = coverage;
-    best->phrasing_coverage = phrasing_share[e];
+    bm25_match_t match = {.entry = (long) e, .score = score, .coverage = coverage,
+                          .phrasing_coverage = phrasing_share[e]};
+    rank(top, max, found, &match);
   }
   free(ids);
   free(idf);

@@ -51,6 +51,13 @@ bool bm25_index_knows(const bm25_index_t *self, const char *term);
 int bm25_index_best(const bm25_index_t *self, const bm25_query_term_t *query, size_t query_count,
                     size_t entry_count, double answer_weight, bm25_match_t *best);
 
+/* The `max` best of entries [0, entry_count) with a score above zero, best first
+ * (ties keep the lower entry number first), into `top`; *found says how many.
+ * Returns 0, or -1 when out of memory. */
+int bm25_index_top(const bm25_index_t *self, const bm25_query_term_t *query, size_t query_count,
+                   size_t entry_count, double answer_weight, bm25_match_t *top, size_t max,
+                   size_t *found);
+
 /* Frees the index and sets *self_p to NULL; does nothing for NULL. */
 void bm25_index_destroy(bm25_index_t **self_p);
 

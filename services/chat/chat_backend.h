@@ -2,6 +2,7 @@
 #ifndef CHAT_BACKEND_H
 #define CHAT_BACKEND_H
 
+#include "knowledge.h"
 #include "stage_error.h"
 
 #include <stddef.h>
@@ -24,5 +25,26 @@ struct chat_backend {
 
 /* Offline default: the knowledge-base responder over KNOWLEDGE_FILE. */
 chat_backend_t *chat_kb_new(stage_error_t *err);
+
+/* Up to `max` knowledge-base entries most relevant to `question`, read together
+ * with the conversation's previous question, best first, into `entries` (owned
+ * by `kb`, which must come from chat_kb_new). Entries sharing no word with the
+ * question are left out. Returns how many, or -1 when out of memory. */
+long chat_kb_retrieve(const chat_backend_t *kb, const char *question, const chat_turn_t *history,
+                      size_t history_len, const knowledge_entry_t **entries, size_t max);
+
+/* The knowledge base behind a chat_kb_new backend (names, fallback sentence). */
+const knowledge_t *chat_kb_knowledge(const chat_backend_t *kb);
+
+/* Gemini generateContent (shared/docs/external-apis.md §2): GEMINI_API_KEY
+ * (required), GEMINI_MODEL, GEMINI_BASE_URL; the system instruction carries a
+ * persona and the knowledge-base entries retrieved for each question. NULL with
+ * `err` naming the missing or invalid setting. */
+chat_backend_t *chat_gemini_new(stage_error_t *err);
+
+/* OpenAI-compatible /v1/chat/completions (llama.cpp server, Ollama, vLLM; §5.1):
+ * OPENAI_CHAT_BASE_URL (required), OPENAI_CHAT_MODEL, optional OPENAI_API_KEY;
+ * same context as Gemini. NULL with `err` naming the missing or invalid setting. */
+chat_backend_t *chat_openai_new(stage_error_t *err);
 
 #endif

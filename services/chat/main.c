@@ -38,7 +38,11 @@ static chat_backend_t *backend_from_config(stage_error_t *err)
   const char *name = config_str("CHAT_BACKEND", "kb");
   if (!strcmp(name, "kb"))
     return chat_kb_new(err);
-  stage_error_set(err, "bad_config", "CHAT_BACKEND=%s is not one of: kb", name);
+  if (!strcmp(name, "gemini"))
+    return chat_gemini_new(err);
+  if (!strcmp(name, "openai"))
+    return chat_openai_new(err);
+  stage_error_set(err, "bad_config", "CHAT_BACKEND=%s is not one of: kb, gemini, openai", name);
   return NULL;
 }
 

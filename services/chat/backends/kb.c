@@ -162,6 +162,35 @@ static int choose_answer(const chat_kb_t *self, const char *question, const chat
   return 0;
 }
 
+long chat_kb_retrieve(const chat_backend_t *kb, const char *question, const chat_turn_t *history,
+                      size_t history_len, const knowledge_entry_t **entries, size_t max)
+{
+  const chat_kb_t *self = (const chat_kb_t *) kb;
+  const knowledge_t *knowledge = self->knowledge;
+  bm25_match_t *top = calloc(max ? max : 1, sizeof *top);
+  query_t query = { 0 };
+  int rc = top ? query_add_text(self, &query, question ? question : "", self->topics, 1.0) : -1;
+  /* The previous question joins at half weight, so a follow-up ("and on
+   * saturday?") still finds its topic. */
+  const char *previous = previous_user_turn(history, history_len);
+  if (rc == 0 && previous)
+    rc = query_add_text(self, &query, previous, self->topics, CONTEXT_WEIGHT);
+  size_t found = 0;
+  if (rc == 0)
+    rc = bm25_index_top(self->topics, query.items, query.count, knowledge->entry_count,
+                        ANSWER_WEIGHT, top, max, &found);
+  for (size_t i = 0; rc == 0 && i < found; i++)
+    entries[i] = &knowledge->entries[top[i].entry];
+  query_clear(&query);
+  free(top);
+  return rc == 0 ? (long) found : -1;
+}
+
+const knowledge_t *chat_kb_knowledge(const chat_backend_t *kb)
+{
+  return ((const chat_kb_t *) kb)->knowledge;
+}
+
 static int kb_reply(chat_backend_t *base, const char *question, const chat_turn_t *history,
                     size_t history_len, char **reply, stage_error_t *err)
 {
