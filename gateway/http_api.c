@@ -2,13 +2,20 @@
  * call of the access handler to MHD's completion callback, which writes the one
  * log line and counts the request. Errors detectable from the headers (wrong
  * method, type, Content-Length over the limit) are answered before any body is
- * read; a body that streams past its limit is counted and dropped, not stored. */
+ * read; a body that streams past its limit is counted and dropped, not stored.
+ * Before routing, /api/ requests pass the guards of docs/operations.md
+ * "Security" in this order: CORS origin (403), rate limit (429, so guessing the
+ * token is rate limited too), API token (401). */
 #include "http_api.h"
 
+#include "audio_header.h"
 #include "clock.h"
+#include "conn_guard.h"
 #include "ids.h"
 #include "log.h"
 #include "pipeline.pb-c.h"
+#include "rate_limit.h"
+#include "security.h"
 #include "upload.h"
 
 #include <arpa/inet.h>
@@ -35,11 +42,24 @@
 #define HEALTH_INFO_TIMEOUT_MS 1000
 #define METRICS_INFO_TIMEOUT_MS 500
 #define MIME_MAX 128
+#define LOGIN_BODY_MAX 4096
+#define LOGIN_COOKIE_MAX_AGE_S (30 * 86400)
+#define TLS_FILE_MAX (64 * 1024)
+#define CONNECTION_MEMORY_MIN (32 * 1024) /* libmicrohttpd's default */
 
 static const char content_security_policy[] =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
   "media-src 'self' blob: https:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
   "frame-ancestors 'none'; form-action 'self'";
+
+/* The page records speech, so the microphone is allowed for this origin only;
+ * every other powerful feature is off. */
+static const char permissions_policy[] =
+  "microphone=(self), camera=(), geolocation=(), payment=(), usb=(), interest-cohort=()";
+
+static const char cors_allow_methods[] = "GET, POST, DELETE, OPTIONS";
+static const char cors_allow_headers[] = "Authorization, Content-Type, X-Session-Id";
+static const char cors_expose_headers[] = "Location, Retry-After";
 
 static const char *const pipeline_stages[] = {"stt", "chat", "tts", "avatar"};
 
@@ -47,6 +67,13 @@ struct http_api {
   http_api_config_t config;
   struct MHD_Daemon *daemon;
   int static_dir_fd; /* -1 when the UI directory is missing: UI routes answer 404 */
+  api_token_t token;
+  origin_list_t *origins;          /* NULL: same-origin only */
+  rate_limiter_t *submit_limiter;  /* NULL: not limited */
+  rate_limiter_t *poll_limiter;
+  conn_guard_t *guard;
+  char *tls_cert;                  /* PEM text, kept until the daemon stops */
+  char *tls_key;
 };
 
 typedef enum {
@@ -58,15 +85,21 @@ typedef enum {
   ROUTE_MEDIA,
   ROUTE_HEALTHZ,
   ROUTE_METRICS,
+  ROUTE_LOGIN,
+  ROUTE_API_OTHER,
   ROUTE_NOT_FOUND,
 } route_t;
 
 /* Metric and log labels, indexed by route_t. */
 static const char *const route_names[] = {
-  "static", "complete_flow", "ask", "jobs", "sessions", "media", "healthz", "metrics", "not_found",
+  "static", "complete_flow", "ask", "jobs", "sessions", "media", "healthz", "metrics", "login",
+  "not_found", "not_found",
 };
 
 typedef struct {
+  http_api_t *api;
+  conn_guard_entry_t *guard;  /* this connection's read deadlines (NULL: none) */
+  const char *cors_origin;    /* an allowed cross origin to answer with (MHD's string) */
   route_t route;
   const char *rest;          /* the URL after the route's prefix (points into MHD's URL) */
   char method[8];
@@ -83,11 +116,22 @@ typedef struct {
 
 /* ---- responses ---------------------------------------------------------- */
 
-static void add_common_headers(struct MHD_Response *response)
+/* Security headers on every response, and CORS ones for an allowed origin. */
+static void add_common_headers(const request_t *request, struct MHD_Response *response)
 {
   MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
   MHD_add_response_header(response, "Content-Security-Policy", content_security_policy);
   MHD_add_response_header(response, "Referrer-Policy", "no-referrer");
+  MHD_add_response_header(response, "X-Frame-Options", "DENY");
+  MHD_add_response_header(response, "Permissions-Policy", permissions_policy);
+  MHD_add_response_header(response, "Cross-Origin-Opener-Policy", "same-origin");
+  if (request->api->tls_cert)
+    MHD_add_response_header(response, "Strict-Transport-Security", "max-age=31536000");
+  if (request->cors_origin) {
+    MHD_add_response_header(response, "Access-Control-Allow-Origin", request->cors_origin);
+    MHD_add_response_header(response, "Access-Control-Expose-Headers", cors_expose_headers);
+    MHD_add_response_header(response, "Vary", "Origin");
+  }
 }
 
 /* Queues `response` (adding the common headers) and releases our reference. */
@@ -96,11 +140,13 @@ static enum MHD_Result queue(struct MHD_Connection *connection, request_t *reque
 {
   if (!response)
     return MHD_NO;
-  add_common_headers(response);
+  add_common_headers(request, response);
   enum MHD_Result result = MHD_queue_response(connection, status, response);
   MHD_destroy_response(response);
-  if (result == MHD_YES)
+  if (result == MHD_YES) {
     request->status = status;
+    conn_guard_responding(request->api->guard, request->guard);
+  }
   return result;
 }
 
@@ -592,6 +638,8 @@ static uint64_t body_limit(const http_api_t *api, const request_t *request)
 {
   if (request->route == ROUTE_ASK)
     return ASK_BODY_MAX;
+  if (request->route == ROUTE_LOGIN)
+    return LOGIN_BODY_MAX;
   return api->config.max_upload_bytes + (request->form ? FORM_OVERHEAD_MAX : 0);
 }
 
@@ -619,6 +667,22 @@ static enum MHD_Result begin_complete_flow(http_api_t *api, struct MHD_Connectio
   return MHD_YES;
 }
 
+/* true when the upload's header claims more audio than the limit: refused
+ * here, before it costs a trip through the pipeline. */
+static bool audio_claim_too_long(const http_api_t *api, const uint8_t *data, size_t size)
+{
+  if (api->config.max_audio_ms <= 0)
+    return false;
+  int64_t claimed_ms = audio_header_claimed_ms(upload_sniff(data, size), data, size);
+  if (claimed_ms <= api->config.max_audio_ms)
+    return false;
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddNumberToObject(fields, "claimed_ms", (double) claimed_ms);
+  cJSON_AddNumberToObject(fields, "limit_ms", (double) api->config.max_audio_ms);
+  log_event(LOG_INFO, "audio_claim_too_long", fields);
+  return true;
+}
+
 static enum MHD_Result finish_complete_flow(http_api_t *api, struct MHD_Connection *connection,
                                             request_t *request)
 {
@@ -641,6 +705,9 @@ static enum MHD_Result finish_complete_flow(http_api_t *api, struct MHD_Connecti
   if (!upload_sniff_matches(declared, request->body.data, request->body.size))
     return respond_error(connection, request, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
                          "The upload is not audio of the declared type.");
+  if (audio_claim_too_long(api, request->body.data, request->body.size))
+    return respond_error(connection, request, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
+                         "The recording is longer than this server accepts.");
 
   char mime[MIME_MAX];
   snprintf(mime, sizeof mime, "%s",
@@ -742,7 +809,8 @@ static const struct {
   {"/media/", false, ROUTE_MEDIA},
   {"/healthz", true, ROUTE_HEALTHZ},
   {"/metrics", true, ROUTE_METRICS},
-  {"/api/", false, ROUTE_NOT_FOUND},
+  {"/login", true, ROUTE_LOGIN},
+  {"/api/", false, ROUTE_API_OTHER},
   {"/", false, ROUTE_STATIC},
 };
 
@@ -772,11 +840,230 @@ static bool is_read(const request_t *request)
   return method_is(request, MHD_HTTP_METHOD_GET) || method_is(request, MHD_HTTP_METHOD_HEAD);
 }
 
+/* ---- guards: header size, CORS, rate limits, API token ------------------- */
+
+static enum MHD_Result add_value_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+  (void) kind;
+  size_t *total = cls;
+  *total += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+  return MHD_YES;
+}
+
+/* Headers that fit in the connection's memory but pass our limit get a JSON
+ * 431 here; larger ones never reach us (libmicrohttpd answers 431 itself). */
+static bool headers_too_large(const http_api_t *api, struct MHD_Connection *connection)
+{
+  if (!api->config.max_header_bytes)
+    return false;
+  size_t total = 0;
+  MHD_get_connection_values(connection, MHD_HEADER_KIND, add_value_size, &total);
+  MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, add_value_size, &total);
+  return total > api->config.max_header_bytes;
+}
+
+static void client_key(const http_api_t *api, struct MHD_Connection *connection,
+                       char key[CLIENT_KEY_MAX])
+{
+  if (api->config.trust_forwarded_for &&
+      client_key_from_forwarded(
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Forwarded-For"), key) == 0)
+    return;
+  const union MHD_ConnectionInfo *info =
+    MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (!info || client_key_from_sockaddr(info->client_addr, key) != 0)
+    snprintf(key, CLIENT_KEY_MAX, "unknown");
+}
+
+static enum MHD_Result respond_preflight(struct MHD_Connection *connection, request_t *request)
+{
+  struct MHD_Response *response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+  if (response && request->cors_origin) {
+    MHD_add_response_header(response, "Access-Control-Allow-Methods", cors_allow_methods);
+    MHD_add_response_header(response, "Access-Control-Allow-Headers", cors_allow_headers);
+    MHD_add_response_header(response, "Access-Control-Max-Age", "600");
+  }
+  if (response)
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, cors_allow_methods);
+  return queue(connection, request, MHD_HTTP_NO_CONTENT, response);
+}
+
+/* true when the login cookie is present and right. Only same-origin requests
+ * may use it: a cross-origin caller, even an allowed one, sends the token. */
+static bool has_login_cookie(const http_api_t *api, struct MHD_Connection *connection,
+                             const request_t *request)
+{
+  return !request->cors_origin &&
+         api_token_matches_cookie(
+           &api->token, MHD_lookup_connection_value(connection, MHD_COOKIE_KIND,
+                                                    SECURITY_COOKIE_NAME));
+}
+
+/* Applies the guards to an /api/ (or /login) request. true when one of them
+ * answered, with MHD's result in *result. */
+static bool guard_request(http_api_t *api, struct MHD_Connection *connection, request_t *request,
+                          bool is_api, enum MHD_Result *result)
+{
+  const char *origin = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Origin");
+  const char *host = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Host");
+  if (origin && !origin_is_same(origin, host)) {
+    /* The login form is for the page itself: no other origin may post it. */
+    if (!is_api || !origin_list_allows(api->origins, origin)) {
+      *result = respond_error(connection, request, MHD_HTTP_FORBIDDEN, "forbidden_origin",
+                              "Requests from this web origin are not allowed.");
+      return true;
+    }
+    request->cors_origin = origin;
+  }
+  if (method_is(request, MHD_HTTP_METHOD_OPTIONS)) {
+    *result = respond_preflight(connection, request);
+    return true;
+  }
+  rate_limiter_t *limiter =
+    method_is(request, MHD_HTTP_METHOD_POST) ? api->submit_limiter : api->poll_limiter;
+  if (limiter) {
+    char key[CLIENT_KEY_MAX];
+    client_key(api, connection, key);
+    unsigned wait_s = rate_limiter_take(limiter, key, clock_mono_ms());
+    if (wait_s) {
+      char retry_after[16];
+      snprintf(retry_after, sizeof retry_after, "%u", wait_s);
+      *result = respond_error_with(connection, request, MHD_HTTP_TOO_MANY_REQUESTS,
+                                   "rate_limited",
+                                   "Too many requests; please wait a moment and try again.",
+                                   MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+      return true;
+    }
+  }
+  if (is_api && api->token.enabled &&
+      !api_token_matches_bearer(
+        &api->token,
+        MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION)) &&
+      !has_login_cookie(api, connection, request)) {
+    *result = respond_error_with(connection, request, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                                 "This API needs an access token: send \"Authorization: Bearer "
+                                 "<token>\", or sign in at /login.",
+                                 MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                 "Bearer realm=\"talking-avatar\"");
+    return true;
+  }
+  return false;
+}
+
+/* ---- the login form (only when GATEWAY_API_TOKEN is set) ------------------ */
+
+/* With a token set, the page at / sends the person to the login form first: it
+ * sets an HttpOnly, SameSite=Strict cookie that the page's own API calls then
+ * carry, so the page itself needs no change. No script: the CSP stays strict. */
+static const char login_page_head[] =
+  "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+  "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+  "<title>Sign in</title></head><body><main><h1>Sign in</h1>"
+  "<p>This assistant needs its access token.</p>";
+static const char login_page_failed[] = "<p role=\"alert\">That token is not right.</p>";
+static const char login_page_form[] =
+  "<form method=\"post\" action=\"/login\"><label>Access token "
+  "<input type=\"password\" name=\"token\" autocomplete=\"current-password\" required autofocus>"
+  "</label> <button type=\"submit\">Sign in</button></form></main></body></html>\n";
+
+static enum MHD_Result respond_login_page(struct MHD_Connection *connection, request_t *request)
+{
+  bool failed = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "failed") != NULL;
+  size_t size = strlen(login_page_head) + strlen(login_page_failed) + strlen(login_page_form) + 1;
+  char *page = malloc(size);
+  if (!page)
+    return respond_internal(connection, request);
+  snprintf(page, size, "%s%s%s", login_page_head, failed ? login_page_failed : "",
+           login_page_form);
+  return queue(connection, request, MHD_HTTP_OK,
+               text_response(page, "text/html; charset=utf-8"));
+}
+
+static enum MHD_Result respond_see_other(struct MHD_Connection *connection, request_t *request,
+                                         const char *location, const char *set_cookie)
+{
+  struct MHD_Response *response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+  if (response) {
+    MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, location);
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (set_cookie)
+      MHD_add_response_header(response, MHD_HTTP_HEADER_SET_COOKIE, set_cookie);
+  }
+  return queue(connection, request, MHD_HTTP_SEE_OTHER, response);
+}
+
+/* The value of field `name` in the urlencoded form `body` (decoded in place),
+ * or NULL. */
+static char *form_value(char *body, const char *name)
+{
+  size_t name_length = strlen(name);
+  for (char *field = body; field && *field;) {
+    char *next = strchr(field, '&');
+    if (next)
+      *next++ = '\0';
+    if (strncmp(field, name, name_length) == 0 && field[name_length] == '=') {
+      char *value = field + name_length + 1;
+      for (char *p = value; *p; p++)
+        if (*p == '+')
+          *p = ' ';
+      MHD_http_unescape(value);
+      return value;
+    }
+    field = next;
+  }
+  return NULL;
+}
+
+/* true for the page itself when a token is set and the browser has not signed in. */
+static bool ui_needs_login(const http_api_t *api, struct MHD_Connection *connection,
+                           const request_t *request)
+{
+  return api->token.enabled &&
+         (!*request->rest || strcmp(request->rest, "index.html") == 0) &&
+         !has_login_cookie(api, connection, request);
+}
+
+static enum MHD_Result finish_login(http_api_t *api, struct MHD_Connection *connection,
+                                    request_t *request)
+{
+  if (request->body.overflowed)
+    return respond_too_large(connection, request);
+  char body[LOGIN_BODY_MAX + 1];
+  memcpy(body, request->body.data ? (const char *) request->body.data : "", request->body.size);
+  body[request->body.size] = '\0';
+  bool signed_in = api_token_matches(&api->token, form_value(body, "token"));
+  security_wipe(body, sizeof body);
+  log_msg(signed_in ? LOG_INFO : LOG_WARN, signed_in ? "login" : "login_failed",
+          signed_in ? "a browser signed in" : "a wrong token was given to the login form");
+  if (!signed_in)
+    return respond_see_other(connection, request, "/login?failed=1", NULL);
+  char cookie[256];
+  snprintf(cookie, sizeof cookie, "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict%s",
+           SECURITY_COOKIE_NAME, api->token.cookie, LOGIN_COOKIE_MAX_AGE_S,
+           api->tls_cert ? "; Secure" : "");
+  enum MHD_Result result = respond_see_other(connection, request, "/", cookie);
+  security_wipe(cookie, sizeof cookie);
+  return result;
+}
+
 /* The first call, with the headers only. Answers at once unless a body must be
  * read first. */
 static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
                              request_t *request)
 {
+  if (headers_too_large(api, connection))
+    return respond_error(connection, request, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         "headers_too_large", "The request's headers are larger than this "
+                         "server accepts.");
+  bool is_api = request->route == ROUTE_COMPLETE_FLOW || request->route == ROUTE_ASK ||
+                request->route == ROUTE_JOB || request->route == ROUTE_SESSION ||
+                request->route == ROUTE_API_OTHER;
+  if (is_api || request->route == ROUTE_LOGIN) {
+    enum MHD_Result result;
+    if (guard_request(api, connection, request, is_api, &result))
+      return result;
+  }
   switch (request->route) {
   case ROUTE_COMPLETE_FLOW:
     if (!method_is(request, MHD_HTTP_METHOD_POST))
@@ -790,6 +1077,17 @@ static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
     if (!is_read(request) && !method_is(request, MHD_HTTP_METHOD_DELETE))
       return respond_bad_method(connection, request, "GET, HEAD, DELETE");
     return handle_session(api, connection, request);
+  case ROUTE_LOGIN:
+    if (!api->token.enabled)
+      return respond_not_found(connection, request);
+    if (method_is(request, MHD_HTTP_METHOD_POST)) {
+      upload_buffer_init(&request->body, LOGIN_BODY_MAX);
+      return MHD_YES;
+    }
+    if (!is_read(request))
+      return respond_bad_method(connection, request, "GET, HEAD, POST");
+    return respond_login_page(connection, request);
+  case ROUTE_API_OTHER:
   case ROUTE_NOT_FOUND:
     return respond_not_found(connection, request);
   case ROUTE_STATIC:
@@ -806,7 +1104,10 @@ static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
   case ROUTE_MEDIA: return handle_media(api, connection, request);
   case ROUTE_HEALTHZ: return handle_healthz(api, connection, request);
   case ROUTE_METRICS: return handle_metrics(api, connection, request);
-  default: return handle_static(api, connection, request);
+  default:
+    if (ui_needs_login(api, connection, request))
+      return respond_see_other(connection, request, "/login", NULL);
+    return handle_static(api, connection, request);
   }
 }
 
@@ -833,6 +1134,8 @@ static enum MHD_Result finish(http_api_t *api, struct MHD_Connection *connection
                          "The session_id field is too long.");
   if (request->route == ROUTE_ASK)
     return finish_ask(api, connection, request);
+  if (request->route == ROUTE_LOGIN)
+    return finish_login(api, connection, request);
   return finish_complete_flow(api, connection, request);
 }
 
@@ -849,6 +1152,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     if (!request)
       return MHD_NO;
     *req_cls = request;
+    request->api = api;
+    const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    request->guard = info ? info->socket_context : NULL;
+    conn_guard_reading_body(api->guard, request->guard);
     request->started_ms = clock_mono_ms();
     snprintf(request->method, sizeof request->method, "%s", method);
     route_request(request, url);
@@ -885,8 +1193,11 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **re
   log_event(LOG_INFO, "http_request", fields);
   if (request->status)
     metrics_http_request(api->config.metrics, route_names[request->route], request->status);
+  conn_guard_request_done(api->guard, request->guard);
   if (request->form)
     MHD_destroy_post_processor(request->form);
+  if (request->route == ROUTE_LOGIN)
+    security_wipe(request->body.data, request->body.size); /* it held the token */
   upload_buffer_free(&request->body);
   upload_buffer_free(&request->form_session_id);
   free(request);
@@ -902,6 +1213,101 @@ static void on_mhd_log(void *cls, const char *fmt, va_list args)
   vsnprintf(message, sizeof message, fmt, args);
   message[strcspn(message, "\n")] = '\0';
   log_msg(LOG_WARN, "http_server", "%s", message);
+}
+
+/* Tracks each connection in the guard, from start to close (the descriptor is
+ * still open when the close is reported). */
+static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+  http_api_t *api = cls;
+  if (!api->guard)
+    return;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = info ? conn_guard_opened(api->guard, info->connect_fd) : NULL;
+  } else {
+    conn_guard_closed(api->guard, *socket_context);
+    *socket_context = NULL;
+  }
+}
+
+/* Reads a whole PEM file (certificate or key) into a new string; NULL when it
+ * cannot be read or is larger than any PEM we expect. Its content is never
+ * logged, only its path. */
+static char *read_pem(const char *path)
+{
+  FILE *file = fopen(path, "re");
+  char *text = file ? malloc(TLS_FILE_MAX + 1) : NULL;
+  size_t size = text ? fread(text, 1, TLS_FILE_MAX + 1, file) : 0;
+  bool ok = text && !ferror(file) && size > 0 && size <= TLS_FILE_MAX;
+  int saved = errno;
+  if (file)
+    fclose(file);
+  if (!ok) {
+    log_msg(LOG_ERROR, "tls_file_unreadable", "%s: %s", path,
+            !file ? strerror(saved) : size > TLS_FILE_MAX ? "too large" : "empty or unreadable");
+    if (text)
+      security_wipe(text, TLS_FILE_MAX + 1);
+    free(text);
+    return NULL;
+  }
+  text[size] = '\0';
+  return text;
+}
+
+/* Sets up the guards of `self` from its config. 0, or -1 (logged). */
+static int start_guards(http_api_t *self)
+{
+  const http_api_config_t *config = &self->config;
+  size_t clients = config->rate_clients_max ? config->rate_clients_max : 10000;
+  if (api_token_init(&self->token, config->api_token) != 0 ||
+      origin_list_parse(config->cors_origins, &self->origins) != 0)
+    return -1;
+  if (config->submit_per_min &&
+      !(self->submit_limiter = rate_limiter_new(config->submit_per_min,
+                                                config->submit_burst ? config->submit_burst : 1,
+                                                clients)))
+    return -1;
+  if (config->poll_per_min &&
+      !(self->poll_limiter = rate_limiter_new(config->poll_per_min,
+                                              config->poll_burst ? config->poll_burst : 1,
+                                              clients)))
+    return -1;
+  if (config->header_timeout_s || config->body_timeout_s) {
+    /* A zero deadline is none: a century. */
+    int64_t never_ms = INT64_C(100) * 365 * 86400 * 1000;
+    self->guard = conn_guard_new(
+      config->header_timeout_s ? (int64_t) config->header_timeout_s * 1000 : never_ms,
+      config->body_timeout_s ? (int64_t) config->body_timeout_s * 1000 : never_ms);
+    if (!self->guard)
+      return -1;
+  }
+  bool has_cert = config->tls_cert_file && *config->tls_cert_file;
+  bool has_key = config->tls_key_file && *config->tls_key_file;
+  if (has_cert != has_key) {
+    log_msg(LOG_ERROR, "tls_config", "set both GATEWAY_TLS_CERT and GATEWAY_TLS_KEY, or neither");
+    return -1;
+  }
+  if (has_cert && (!(self->tls_cert = read_pem(config->tls_cert_file)) ||
+                   !(self->tls_key = read_pem(config->tls_key_file))))
+    return -1;
+  return 0;
+}
+
+static void stop_guards(http_api_t *self)
+{
+  conn_guard_destroy(&self->guard);
+  rate_limiter_destroy(&self->submit_limiter);
+  rate_limiter_destroy(&self->poll_limiter);
+  origin_list_destroy(&self->origins);
+  api_token_clear(&self->token);
+  free(self->tls_cert);
+  if (self->tls_key)
+    security_wipe(self->tls_key, strlen(self->tls_key));
+  free(self->tls_key);
+  self->tls_cert = self->tls_key = NULL;
 }
 
 /* Fills `address` from a numeric IPv4 or IPv6 literal. */
@@ -939,27 +1345,72 @@ http_api_t *http_api_start(const http_api_config_t *config)
   if (self->static_dir_fd < 0)
     log_msg(LOG_WARN, "static_dir_missing", "%s: %s; the web UI will answer 404",
             config->static_dir, strerror(errno));
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+  /* poll(2), not epoll: in epoll mode libmicrohttpd 0.9.75 misses the end of
+   * stream of a client that vanishes mid-upload and holds its buffers until
+   * the idle timeout; with poll it notices at once (test_gateway_security). */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
   if (address.ss_family == AF_INET6)
     flags |= MHD_USE_IPv6;
-  self->daemon = MHD_start_daemon(
-    flags, config->port, NULL, NULL, on_request, self,
-    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-    MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &address,
-    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) config->threads,
-    MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config->connection_limit,
-    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config->connection_timeout_s,
-    MHD_OPTION_NOTIFY_COMPLETED, on_completed, self,
-    MHD_OPTION_END);
+  /* Headers up to a few times our own limit (with libmicrohttpd's records of
+   * them) fit in a connection's memory, so that limit answers JSON before
+   * libmicrohttpd's own 431 would. */
+  size_t memory_limit = 8 * config->max_header_bytes;
+  if (memory_limit < CONNECTION_MEMORY_MIN)
+    memory_limit = CONNECTION_MEMORY_MIN;
+  struct MHD_OptionItem options[6];
+  size_t option_count = 0;
+  options[option_count++] =
+    (struct MHD_OptionItem) {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) memory_limit, NULL};
+  if (config->connections_per_ip)
+    options[option_count++] = (struct MHD_OptionItem) {
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t) config->connections_per_ip, NULL};
+  bool guards_ready = start_guards(self) == 0;
+  if (guards_ready && self->tls_cert) {
+    flags |= MHD_USE_TLS;
+    options[option_count++] =
+      (struct MHD_OptionItem) {MHD_OPTION_HTTPS_MEM_CERT, 0, self->tls_cert};
+    options[option_count++] = (struct MHD_OptionItem) {MHD_OPTION_HTTPS_MEM_KEY, 0, self->tls_key};
+  }
+  options[option_count] = (struct MHD_OptionItem) {MHD_OPTION_END, 0, NULL};
+  if (guards_ready)
+    self->daemon = MHD_start_daemon(
+      flags, config->port, NULL, NULL, on_request, self,
+      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+      MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &address,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) config->threads,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config->connection_limit,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config->connection_timeout_s,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, self,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, self,
+      MHD_OPTION_ARRAY, options,
+      MHD_OPTION_END);
   if (!self->daemon) {
     log_msg(LOG_ERROR, "http_start_failed", "cannot serve on %s port %u",
             config->bind_address, (unsigned) config->port);
+    stop_guards(self);
     if (self->static_dir_fd >= 0)
       close(self->static_dir_fd);
     free(self);
     return NULL;
   }
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddBoolToObject(fields, "tls", self->tls_cert != NULL);
+  cJSON_AddBoolToObject(fields, "api_token", self->token.enabled);
+  cJSON_AddBoolToObject(fields, "cors", self->origins != NULL);
+  cJSON_AddNumberToObject(fields, "submit_per_min", config->submit_per_min);
+  cJSON_AddNumberToObject(fields, "poll_per_min", config->poll_per_min);
+  log_event(LOG_INFO, "http_guards", fields);
   return self;
+}
+
+size_t http_api_open_connections(const http_api_t *self)
+{
+  return self->guard ? conn_guard_open_count(self->guard) : 0;
+}
+
+uint64_t http_api_slow_clients_cut(const http_api_t *self)
+{
+  return self->guard ? conn_guard_cut_count(self->guard) : 0;
 }
 
 uint16_t http_api_port(const http_api_t *self)
@@ -974,6 +1425,7 @@ void http_api_stop(http_api_t **self_p)
   if (!self)
     return;
   MHD_stop_daemon(self->daemon);
+  stop_guards(self);
   if (self->static_dir_fd >= 0)
     close(self->static_dir_fd);
   free(self);

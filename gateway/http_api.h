@@ -5,6 +5,7 @@
 #ifndef GATEWAY_HTTP_API_H
 #define GATEWAY_HTTP_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,23 @@ typedef struct {
   size_t max_upload_bytes;       /* audio upload limit (413 above) */
   size_t ask_max_chars;          /* typed question limit, code points (413 above) */
   int64_t job_deadline_ms;       /* how long a job may take from submission */
+  int64_t max_audio_ms;          /* uploads whose header claims more get 422; 0: no check */
+  /* Security (docs/operations.md, "Security"). Zero / NULL values switch each
+   * guard off. */
+  const char *api_token;         /* required on /api/ as a Bearer token or login cookie */
+  const char *cors_origins;      /* comma list of cross origins allowed on /api/ */
+  unsigned submit_per_min;       /* POST submissions per client and minute */
+  unsigned submit_burst;
+  unsigned poll_per_min;         /* other /api/ requests per client and minute */
+  unsigned poll_burst;
+  size_t rate_clients_max;       /* clients tracked by each rate limiter */
+  bool trust_forwarded_for;      /* client = last X-Forwarded-For address (behind a proxy) */
+  unsigned connections_per_ip;   /* concurrent connections from one address */
+  unsigned header_timeout_s;     /* to send a request's headers (slowloris) */
+  unsigned body_timeout_s;       /* to send a request's body */
+  size_t max_header_bytes;       /* request line + headers (431 above) */
+  const char *tls_cert_file;     /* PEM; both set: serve HTTPS */
+  const char *tls_key_file;
   job_store_t *jobs;
   session_store_t *sessions;
   media_store_t *media;
@@ -36,6 +54,11 @@ typedef struct http_api http_api_t;
 /* Starts serving with a copy of `config` (its strings and pointers must outlive
  * the server). NULL when the address cannot be bound or MHD fails to start. */
 http_api_t *http_api_start(const http_api_config_t *config);
+
+/* Connections open now, and connections cut off for sending their request too
+ * slowly so far (tests and /metrics). */
+size_t http_api_open_connections(const http_api_t *self);
+uint64_t http_api_slow_clients_cut(const http_api_t *self);
 
 /* The port actually bound (useful with port 0). */
 uint16_t http_api_port(const http_api_t *self);

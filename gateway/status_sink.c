@@ -45,39 +45,45 @@ static const char *video_extension(const char *mime)
 }
 
 /* Writes one media file named after the job (and segment) and fills `url`.
- * A failed write is logged and leaves `url` empty: the job goes on without it. */
-static void save_media(const status_sink_t *sink, const Avatar__Status *status,
-                       const ProtobufCBinaryData *bytes, const char *extension, char *url,
-                       size_t url_size)
+ * 0, or the errno of a failed write (logged; media_store leaves no temporary
+ * file behind). */
+static int save_media(const status_sink_t *sink, const Avatar__Status *status,
+                      const ProtobufCBinaryData *bytes, const char *extension, char *url,
+                      size_t url_size)
 {
   if (!bytes->len)
-    return;
+    return 0;
   char name[MEDIA_NAME_MAX + 1];
   if (status->is_segment)
     snprintf(name, sizeof name, "%s-%u.%s", status->job_id, status->segment_index, extension);
   else
     snprintf(name, sizeof name, "%s.%s", status->job_id, extension);
   if (media_store_write(sink->media, name, bytes->data, bytes->len) != 0) {
+    int error = errno ? errno : EIO;
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddStringToObject(fields, "job_id", status->job_id);
     cJSON_AddStringToObject(fields, "file", name);
-    cJSON_AddStringToObject(fields, "reason", strerror(errno));
+    cJSON_AddStringToObject(fields, "reason", strerror(error));
     log_event(LOG_ERROR, "media_write_failed", fields);
-    return;
+    return error;
   }
   snprintf(url, url_size, "/media/%s", name);
+  return 0;
 }
 
-static void save_event_media(const status_sink_t *sink, const Avatar__Status *status,
-                             event_urls_t *urls)
+/* Saves the event's media. 0, or the errno of the first failed write. */
+static int save_event_media(const status_sink_t *sink, const Avatar__Status *status,
+                            event_urls_t *urls)
 {
-  save_media(sink, status, &status->audio, audio_extension(status->audio_mime), urls->audio_url,
-             sizeof urls->audio_url);
-  save_media(sink, status, &status->video, video_extension(status->video_mime), urls->video_url,
-             sizeof urls->video_url);
+  int error = save_media(sink, status, &status->audio, audio_extension(status->audio_mime),
+                         urls->audio_url, sizeof urls->audio_url);
+  if (!error)
+    error = save_media(sink, status, &status->video, video_extension(status->video_mime),
+                       urls->video_url, sizeof urls->video_url);
   /* A remote renderer hosts its own result: its URL is passed on as given. */
   if (!urls->video_url[0] && status->video_url && *status->video_url)
     snprintf(urls->video_url, sizeof urls->video_url, "%s", status->video_url);
+  return error;
 }
 
 static void log_dropped(const char *job_id, const char *reason)
@@ -113,7 +119,7 @@ static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_
     return -1;
   }
   event_urls_t urls = {{0}, {0}};
-  save_event_media(sink, status, &urls);
+  int media_error = save_event_media(sink, status, &urls);
 
   job_timing_t timings[JOB_TIMINGS_MAX];
   size_t timing_count = 0;
@@ -143,6 +149,16 @@ static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_
     .duration_ms = status->duration_ms,
     .at_ms = (int64_t) status->at_ms,
   };
+  if (media_error) {
+    /* An answer whose media cannot be stored can never be played: fail the
+     * job now, with a code that says why, instead of leaving it running. */
+    bool full = media_error == ENOSPC || media_error == EDQUOT;
+    update.state = JOB_STATE_FAILED;
+    update.error_code = full ? "storage_full" : "storage_error";
+    update.error_message = full ? "The answer could not be stored: the server's media storage "
+                                  "is full."
+                                : "The answer could not be stored on the server.";
+  }
   job_final_t final;
   job_apply_result_t result = job_store_apply(sink->jobs, &update, now_ms, &final);
   if (result == JOB_APPLY_BECAME_FINAL) {
