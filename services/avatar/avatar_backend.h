@@ -44,7 +44,7 @@ avatar_backend_t *avatar_local_new(stage_error_t *err);
 
 /* D-ID talks: the speech uploaded, a talk of the presenter image polled until done,
  * the MP4 downloaded into `video` (DID_API_KEY, DID_SOURCE_URL, DID_BASE_URL,
- * DID_POLL_MS, JOB_DEADLINE_MS, BACKEND_TIMEOUT_MS, BACKEND_MAX_ATTEMPTS).
+ * DID_POLL_MS, AVATAR_TIMEOUT_MS, AVATAR_MAX_ATTEMPTS).
  * NULL with `err` naming a missing setting. */
 avatar_backend_t *avatar_did_new(stage_error_t *err);
 

@@ -31,12 +31,12 @@ stt_backend_t *stt_pocketsphinx_new(stage_error_t *err);
 
 /* Google Cloud Speech-to-Text v1 speech:recognize (GOOGLE_STT_BASE_URL,
  * GOOGLE_STT_LANGUAGE, GOOGLE_API_KEY or GOOGLE_APPLICATION_CREDENTIALS,
- * BACKEND_TIMEOUT_MS, BACKEND_MAX_ATTEMPTS). NULL with `err` naming a missing setting. */
+ * STT_TIMEOUT_MS, STT_MAX_ATTEMPTS). NULL with `err` naming a missing setting. */
 stt_backend_t *stt_google_new(stage_error_t *err);
 
 /* An OpenAI-compatible /v1/audio/transcriptions server (OPENAI_STT_BASE_URL, required;
  * OPENAI_STT_PATH, OPENAI_STT_MODEL, OPENAI_STT_CONVERT, OPENAI_API_KEY,
- * STT_MAX_AUDIO_MS, BACKEND_TIMEOUT_MS, BACKEND_MAX_ATTEMPTS). NULL with `err` naming a
+ * STT_MAX_AUDIO_MS, STT_TIMEOUT_MS, STT_MAX_ATTEMPTS). NULL with `err` naming a
  * missing setting. */
 stt_backend_t *stt_openai_new(stage_error_t *err);
 

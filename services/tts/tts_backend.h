@@ -35,13 +35,13 @@ tts_backend_t *tts_espeak_new(stage_error_t *err);
 
 /* Google Cloud Text-to-Speech v1 text:synthesize, LINEAR16 WAV, no phoneme timings
  * (GOOGLE_TTS_BASE_URL, GOOGLE_TTS_VOICE, GOOGLE_API_KEY or
- * GOOGLE_APPLICATION_CREDENTIALS, BACKEND_TIMEOUT_MS, BACKEND_MAX_ATTEMPTS).
+ * GOOGLE_APPLICATION_CREDENTIALS, TTS_TIMEOUT_MS, TTS_MAX_ATTEMPTS).
  * NULL with `err` naming a missing setting. */
 tts_backend_t *tts_google_new(stage_error_t *err);
 
 /* An OpenAI-compatible /v1/audio/speech server, WAV, no phoneme timings
  * (OPENAI_TTS_BASE_URL, required; OPENAI_TTS_MODEL, OPENAI_TTS_VOICE, OPENAI_API_KEY,
- * BACKEND_TIMEOUT_MS, BACKEND_MAX_ATTEMPTS). NULL with `err` naming a missing setting. */
+ * TTS_TIMEOUT_MS, TTS_MAX_ATTEMPTS). NULL with `err` naming a missing setting. */
 tts_backend_t *tts_openai_new(stage_error_t *err);
 
 #endif

@@ -42,9 +42,8 @@ static int setup(void **state)
   setenv("DID_API_KEY", DID_KEY, 1);
   setenv("DID_SOURCE_URL", "https://example.invalid/portrait.jpg", 1);
   setenv("DID_POLL_MS", "20", 1);
-  setenv("JOB_DEADLINE_MS", "20000", 1);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
-  setenv("BACKEND_MAX_ATTEMPTS", "3", 1);
+  setenv("AVATAR_TIMEOUT_MS", "25000", 1);
+  setenv("AVATAR_MAX_ATTEMPTS", "3", 1);
   return 0;
 }
 
@@ -156,10 +155,10 @@ static void test_talk_never_done_stops_at_the_deadline(void **state)
 {
   (void) state;
   setenv("DID_POLL_MS", "200", 1);
-  setenv("JOB_DEADLINE_MS", "2500", 1);
+  setenv("AVATAR_TIMEOUT_MS", "1875", 1);
   expect_failure("/talks=stuck", "timeout", "within");
   setenv("DID_POLL_MS", "20", 1);
-  setenv("JOB_DEADLINE_MS", "20000", 1);
+  setenv("AVATAR_TIMEOUT_MS", "25000", 1);
   printf("# polls before the 1.5 s deadline: %zu\n", fake_server_request_count(fake) - 2);
 }
 
@@ -186,15 +185,16 @@ static void test_429_on_upload_is_retried(void **state)
 static void test_500_on_create(void **state)
 {
   (void) state;
-  setenv("BACKEND_TIMEOUT_MS", "10000", 1);
   expect_failure("/talks=500 /talks=500 /talks=500", "backend_error", "internal server error");
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
 }
 
 static void test_slow_poll_times_out(void **state)
 {
   (void) state;
+  /* Budget 2 s; the fake answers the first poll after 2.5 s. */
+  setenv("AVATAR_TIMEOUT_MS", "2500", 1);
   expect_failure("/talks/*=slow", "timeout", "did not answer");
+  setenv("AVATAR_TIMEOUT_MS", "25000", 1);
 }
 
 static void test_malformed_create(void **state)

@@ -68,8 +68,8 @@ static int setup(void **state)
   fake_server_base_url(fake, base, sizeof base);
   setenv("GOOGLE_STT_BASE_URL", base, 1);
   setenv("GOOGLE_API_KEY", "test-google-key-123456", 1);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
-  setenv("BACKEND_MAX_ATTEMPTS", "3", 1);
+  setenv("STT_TIMEOUT_MS", "2500", 1);
+  setenv("STT_MAX_ATTEMPTS", "3", 1);
   unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
   return 0;
 }
@@ -222,12 +222,12 @@ static void test_429_is_retried_after_its_delay(void **state)
 {
   (void) state;
   assert_int_equal(fake_server_push_outcome(fake, "429"), 0);
-  setenv("BACKEND_TIMEOUT_MS", "5000", 1);
+  setenv("STT_TIMEOUT_MS", "6000", 1);
   stt_result_t out = {0};
   stage_error_t err = {0};
   time_t start = time(NULL);
   int rc = transcribe(&webm, "audio/webm", &out, &err);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
+  setenv("STT_TIMEOUT_MS", "2500", 1);
   assert_int_equal(rc, 0);
   assert_string_equal(out.text, "what are your office hours");
   free(out.text);
@@ -239,11 +239,11 @@ static void test_500_is_retried_then_reported(void **state)
 {
   (void) state;
   assert_int_equal(fake_server_push_outcome(fake, "500 500 500"), 0);
-  setenv("BACKEND_TIMEOUT_MS", "10000", 1);
+  setenv("STT_TIMEOUT_MS", "12500", 1);
   stt_result_t out = {0};
   stage_error_t err = {0};
   int rc = transcribe(&webm, "audio/webm", &out, &err);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
+  setenv("STT_TIMEOUT_MS", "2500", 1);
   assert_int_equal(rc, -1);
   assert_string_equal(err.code, "backend_error");
   assert_non_null(strstr(err.message, "500"));

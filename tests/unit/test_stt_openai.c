@@ -56,8 +56,8 @@ static int setup(void **state)
     return -1;
   fake_server_base_url(openai, openai_base, sizeof openai_base);
   fake_server_base_url(whisper, whisper_base, sizeof whisper_base);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
-  setenv("BACKEND_MAX_ATTEMPTS", "3", 1);
+  setenv("STT_TIMEOUT_MS", "2500", 1);
+  setenv("STT_MAX_ATTEMPTS", "3", 1);
   return 0;
 }
 
@@ -186,11 +186,11 @@ static void test_429_then_success(void **state)
 {
   (void) state;
   assert_int_equal(fake_server_push_outcome(openai, "429"), 0);
-  setenv("BACKEND_TIMEOUT_MS", "5000", 1);
+  setenv("STT_TIMEOUT_MS", "6000", 1);
   stt_result_t out = {0};
   stage_error_t err = {0};
   int rc = transcribe(&webm, &out, &err);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
+  setenv("STT_TIMEOUT_MS", "2500", 1);
   assert_int_equal(rc, 0);
   free(out.text);
   assert_int_equal(fake_server_request_count(openai), 2);
@@ -200,11 +200,11 @@ static void test_500_three_times_is_an_error(void **state)
 {
   (void) state;
   assert_int_equal(fake_server_push_outcome(openai, "500,500,500"), 0);
-  setenv("BACKEND_TIMEOUT_MS", "10000", 1);
+  setenv("STT_TIMEOUT_MS", "12500", 1);
   stt_result_t out = {0};
   stage_error_t err = {0};
   int rc = transcribe(&webm, &out, &err);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
+  setenv("STT_TIMEOUT_MS", "2500", 1);
   assert_int_equal(rc, -1);
   assert_string_equal(err.code, "backend_error");
   assert_non_null(strstr(err.message, "error processing your request"));

@@ -28,8 +28,8 @@ static int setup(void **state)
   setenv("GOOGLE_TTS_BASE_URL", base, 1);
   setenv("GOOGLE_API_KEY", "test-google-key-123456", 1);
   setenv("GOOGLE_TTS_VOICE", "en-US-Neural2-F", 1);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
-  setenv("BACKEND_MAX_ATTEMPTS", "3", 1);
+  setenv("TTS_TIMEOUT_MS", "2500", 1);
+  setenv("TTS_MAX_ATTEMPTS", "3", 1);
   unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
   return 0;
 }
@@ -157,11 +157,11 @@ static void test_429_then_success(void **state)
 {
   (void) state;
   assert_int_equal(fake_server_push_outcome(fake, "429"), 0);
-  setenv("BACKEND_TIMEOUT_MS", "5000", 1);
+  setenv("TTS_TIMEOUT_MS", "6000", 1);
   tts_result_t out = {0};
   stage_error_t err = {0};
   int rc = speak("Hello there.", &out, &err);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
+  setenv("TTS_TIMEOUT_MS", "2500", 1);
   assert_int_equal(rc, 0);
   tts_result_release(&out);
   assert_int_equal(fake_server_request_count(fake), 2);

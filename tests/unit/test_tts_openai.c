@@ -29,8 +29,8 @@ static int setup(void **state)
   setenv("OPENAI_API_KEY", "sk-test-openai-123456", 1);
   setenv("OPENAI_TTS_MODEL", "kokoro", 1);
   setenv("OPENAI_TTS_VOICE", "af_heart", 1);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
-  setenv("BACKEND_MAX_ATTEMPTS", "3", 1);
+  setenv("TTS_TIMEOUT_MS", "2500", 1);
+  setenv("TTS_MAX_ATTEMPTS", "3", 1);
   return 0;
 }
 
@@ -108,11 +108,11 @@ static void test_429_then_success(void **state)
 {
   (void) state;
   assert_int_equal(fake_server_push_outcome(fake, "429"), 0);
-  setenv("BACKEND_TIMEOUT_MS", "5000", 1);
+  setenv("TTS_TIMEOUT_MS", "6000", 1);
   tts_result_t out = {0};
   stage_error_t err = {0};
   int rc = speak("Hello there.", &out, &err);
-  setenv("BACKEND_TIMEOUT_MS", "2000", 1);
+  setenv("TTS_TIMEOUT_MS", "2500", 1);
   assert_int_equal(rc, 0);
   tts_result_release(&out);
   assert_int_equal(fake_server_request_count(fake), 2);

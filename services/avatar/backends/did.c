@@ -26,12 +26,11 @@ typedef struct {
   char source_url[1024];
   char auth_header[1100];   /* "Authorization: Basic <DID_API_KEY>" exactly as issued */
   long poll_ms;             /* first pause between polls; grows to twice this */
-  long deadline_ms;         /* whole render budget */
-  long timeout_ms;          /* one call, retries included */
+  long deadline_ms;         /* whole render budget; each call gets what is left */
   int max_attempts;
 } did_t;
 
-/* One render's clock: every call gets what is left of the budget, at most timeout_ms. */
+/* One render's clock: every call gets what is left of the budget. */
 typedef struct {
   const did_t *self;
   int64_t end_ms;
@@ -40,9 +39,7 @@ typedef struct {
 static long call_timeout(const budget_t *budget)
 {
   int64_t left = budget->end_ms - clock_mono_ms();
-  if (left <= 0)
-    return 0;
-  return left < budget->self->timeout_ms ? (long) left : budget->self->timeout_ms;
+  return left > 0 ? (long) left : 0;
 }
 
 static void pause_ms(long ms)
@@ -320,11 +317,12 @@ avatar_backend_t *avatar_did_new(stage_error_t *err)
   self->base = (avatar_backend_t){.name = "did", .render = render, .destroy = destroy};
   const char *base_url = config_str("DID_BASE_URL", "https://api.d-id.com");
   self->poll_ms = config_long("DID_POLL_MS", 1000, 10, 10000);
-  /* The job's own deadline bounds the render, less a little for the stages after. */
-  long job_deadline = config_long("JOB_DEADLINE_MS", 60000, 1000, 3600000);
-  self->deadline_ms = job_deadline > 2000 ? job_deadline - 1000 : job_deadline;
-  self->timeout_ms = config_long("BACKEND_TIMEOUT_MS", 30000, 1000, 600000);
-  self->max_attempts = (int) config_long("BACKEND_MAX_ATTEMPTS", 3, 1, 10);
+  /* The whole render (upload, talk, polls, download) gets four fifths of the stage's
+   * time for one job (AVATAR_TIMEOUT_MS), so it ends as a clear "timeout" here before
+   * the broker gives the job up. D-ID takes tens of seconds: raise it for this backend. */
+  long stage_ms = config_stage_timeout_ms("avatar");
+  self->deadline_ms = stage_ms - stage_ms / 5;
+  self->max_attempts = (int) config_long("AVATAR_MAX_ATTEMPTS", 3, 1, 10);
   if (snprintf(self->base_url, sizeof self->base_url, "%s", base_url) >=
         (int) sizeof self->base_url ||
       snprintf(self->source_url, sizeof self->source_url, "%s", source) >=

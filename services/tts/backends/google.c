@@ -6,6 +6,7 @@
 #include "tts_backend.h"
 
 #include "audio.h"
+#include "clock.h"
 #include "config.h"
 #include "google_auth.h"
 #include "http_client.h"
@@ -102,14 +103,17 @@ static int parse_answer(const http_response_t *resp, pcm_t *pcm, stage_error_t *
 }
 
 /* Speaks one piece into `pcm`. */
-static int synthesize_piece(google_tts_t *self, const char *text, size_t len, pcm_t *pcm,
-                            stage_error_t *err)
+static int synthesize_piece(google_tts_t *self, const char *text, size_t len, long timeout_ms,
+                            pcm_t *pcm, stage_error_t *err)
 {
+  if (timeout_ms <= 0)
+    return stage_error_set(err, "timeout", "Google Text-to-Speech did not finish within %ld ms.",
+                           self->timeout_ms);
   char *body = request_body(self, text, len);
   if (!body)
     return stage_error_set(err, "backend_error", "Out of memory.");
   char auth_header[2200];
-  if (google_auth_header(self->auth, auth_header, sizeof auth_header, self->timeout_ms, err) != 0) {
+  if (google_auth_header(self->auth, auth_header, sizeof auth_header, timeout_ms, err) != 0) {
     free(body);
     return -1;
   }
@@ -118,7 +122,7 @@ static int synthesize_piece(google_tts_t *self, const char *text, size_t len, pc
     .method = "POST", .url = self->url, .headers = headers,
     .body = (const uint8_t *) body, .body_size = strlen(body),
     .content_type = "application/json; charset=utf-8",
-    .timeout_ms = self->timeout_ms, .max_attempts = self->max_attempts,
+    .timeout_ms = timeout_ms, .max_attempts = self->max_attempts,
     .max_response_bytes = 32u << 20, .backend = "google_tts",
   };
   http_response_t resp = {0};
@@ -162,10 +166,12 @@ static int synthesize(tts_backend_t *base, const char *text, tts_result_t *out,
     return stage_error_set(err, "empty_text", "There is no text to speak.");
   pcm_t all = {0};
   int pieces = 0;
+  /* The pieces of one reply share the stage's budget. */
+  int64_t end_ms = clock_mono_ms() + self->timeout_ms;
   while (*text) {
     size_t len = next_piece(text, INPUT_LIMIT_BYTES);
     pcm_t piece = {0};
-    if (synthesize_piece(self, text, len, &piece, err) != 0) {
+    if (synthesize_piece(self, text, len, (long) (end_ms - clock_mono_ms()), &piece, err) != 0) {
       pcm_release(&all);
       return -1;
     }
@@ -230,8 +236,11 @@ tts_backend_t *tts_google_new(stage_error_t *err)
   self->base = (tts_backend_t){.name = "google", .synthesize = synthesize, .destroy = destroy};
   const char *base_url = config_str("GOOGLE_TTS_BASE_URL", "https://texttospeech.googleapis.com");
   const char *voice = config_str("GOOGLE_TTS_VOICE", "en-US-Neural2-F");
-  self->timeout_ms = config_long("BACKEND_TIMEOUT_MS", 30000, 1000, 600000);
-  self->max_attempts = (int) config_long("BACKEND_MAX_ATTEMPTS", 3, 1, 10);
+  /* Four fifths of the stage's time for one job (TTS_TIMEOUT_MS): a slow provider then
+   * ends as this backend's clear "timeout" before the stage gives the job up. */
+  long stage_ms = config_stage_timeout_ms("tts");
+  self->timeout_ms = stage_ms - stage_ms / 5;
+  self->max_attempts = (int) config_long("TTS_MAX_ATTEMPTS", 3, 1, 10);
   if (snprintf(self->url, sizeof self->url, "%s/v1/text:synthesize", base_url) >=
         (int) sizeof self->url ||
       snprintf(self->voice, sizeof self->voice, "%s", voice) >= (int) sizeof self->voice ||
