@@ -23,7 +23,7 @@ typedef struct {
 typedef struct {
   uint8_t *video;              /* malloc'd encoded file, or NULL when `url` is set */
   size_t video_size;
-  char mime[32];               /* "video/mp4" */
+  char mime[32];               /* "video/mp4" or "video/webm" */
   char *url;                   /* malloc'd remote result URL, or NULL */
   uint32_t duration_ms;
 } avatar_output_t;
@@ -38,9 +38,21 @@ struct avatar_backend {
   void (*destroy)(avatar_backend_t **self_p);
 };
 
-/* Offline default: the drawn 2D character, encoded with libavcodec
- * (AVATAR_SIZE, AVATAR_FPS). */
+/* Offline default: the drawn 2D character, encoded with libavcodec (AVATAR_SIZE,
+ * AVATAR_FPS, AVATAR_FORMAT=mp4|webm, AVATAR_CHARACTER, AVATAR_CHARACTER_DIR; see
+ * docs/avatar.md). NULL with "bad_config" in `err` for a bad format or a bad
+ * character folder (the message names the file), "render_error" when this FFmpeg
+ * lacks an encoder. */
 avatar_backend_t *avatar_local_new(stage_error_t *err);
+
+/* Renders `duration_ms` (rounded down to whole frames) of `character` (NULL or "" =
+ * the configured one) idling -- breathing, blinking, glancing, mouth at rest, no
+ * audio track -- in the configured size, rate and format, ending in the pose it
+ * starts in so it can loop, for the page to show while an answer is made. `local`
+ * must come from avatar_local_new. Fills `out` like render; returns 0, or -1 with
+ * `err` set. */
+int avatar_local_render_idle(avatar_backend_t *local, const char *character, uint32_t duration_ms,
+                             avatar_output_t *out, stage_error_t *err);
 
 /* D-ID talks: the speech uploaded, a talk of the presenter image polled until done,
  * the MP4 downloaded into `video` (DID_API_KEY, DID_SOURCE_URL, DID_BASE_URL,

@@ -4,7 +4,6 @@
 #include "face.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 #define DESIGN_SIZE 512.0
@@ -57,18 +56,9 @@ const character_t *face_character_default(void)
   return &characters[0];
 }
 
-void face_character_names(char *buf, size_t size)
+const character_t *face_character_at(size_t index)
 {
-  size_t used = 0;
-  if (size == 0)
-    return;
-  buf[0] = '\0';
-  for (size_t i = 0; i < CHARACTER_COUNT && used < size; i++) {
-    int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", characters[i].name);
-    if (n < 0)
-      return;
-    used += (size_t) n;
-  }
+  return index < CHARACTER_COUNT ? &characters[index] : NULL;
 }
 
 static void set_rgb(cairo_t *cr, face_rgb_t c)
@@ -299,7 +289,7 @@ static void draw_front_hair(cairo_t *cr, const character_t *ch)
 
 static void draw_eyebrows(cairo_t *cr, const character_t *ch, double raise)
 {
-  double y = -ch->head_ry * 0.30 - 7.0 * raise;
+  double y = -ch->head_ry * 0.30 - 12.0 * raise;
   cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
   cairo_set_line_width(cr, 7.0);
   set_rgb(cr, shade(ch->hair, 0.8));

@@ -34,11 +34,12 @@ typedef struct {
 /* What changes from frame to frame. */
 typedef struct {
   mouth_pose_t mouth;
+  viseme_t shape;            /* the mouth's nearest shape, for picture characters */
   double blink;              /* 0 = eyes open, 1 = closed */
   double head_dx, head_dy;   /* design-space offset of the head */
   double head_tilt;          /* radians, around the neck */
   double breath;             /* shoulders' rise, design-space units */
-  double brow_raise;         /* 0..1 */
+  double brow_raise;         /* 0..1: emphasis, and most for questions */
   double gaze_x, gaze_y;     /* pupils' offset, -1..1 */
 } face_state_t;
 
@@ -48,9 +49,8 @@ const character_t *face_character_find(const char *name);
 /* The character used when none is asked for. */
 const character_t *face_character_default(void);
 
-/* Writes the names of all characters, comma-separated, into `buf` (`size` bytes,
- * truncated if need be), for messages that list the choices. */
-void face_character_names(char *buf, size_t size);
+/* The built-in character at `index` (0, 1, ...), or NULL past the last. */
+const character_t *face_character_at(size_t index);
 
 /* The character's backdrop (a soft gradient that never moves) at `width` x `height`
  * pixels, drawn once per job because gradients are the costliest part of a frame.

@@ -8,6 +8,10 @@
 #define BLINK_HOLD_MS 40.0
 #define BLINK_OPEN_MS 80.0
 #define BLINK_TOTAL_MS (BLINK_CLOSE_MS + BLINK_HOLD_MS + BLINK_OPEN_MS)
+/* A calm breath. */
+#define BREATH_PERIOD_MS 4000.0
+/* In a loop, the eyes are back on the viewer this long before the end. */
+#define GAZE_SETTLE_MS 800.0
 
 /* splitmix64: tiny, fast and good enough for animation. */
 static uint64_t next_random(uint64_t *state)
@@ -24,13 +28,28 @@ static double random_between(uint64_t *state, double lo, double hi)
   return lo + (hi - lo) * (double) (next_random(state) >> 11) / 9007199254740992.0;
 }
 
-void motion_init(motion_t *motion, uint64_t seed)
+/* `period` adjusted so that a whole number of them fit in `loop_ms` (if set). */
+static double fit_period(double period, double loop_ms)
 {
-  *motion = (motion_t) { .rng = seed };
+  if (loop_ms <= 0.0)
+    return period;
+  double cycles = floor(loop_ms / period + 0.5);
+  return loop_ms / (cycles < 1.0 ? 1.0 : cycles);
+}
+
+void motion_init(motion_t *motion, uint64_t seed, double loop_ms)
+{
+  static const double base_period_ms[4] = { 4100.0, 1700.0, 3300.0, 5300.0 };
+  *motion = (motion_t) { .rng = seed, .loop_ms = loop_ms };
   motion->blink_start_ms = random_between(&motion->rng, 600.0, 2800.0);
+  if (loop_ms > 0.0 && motion->blink_start_ms + BLINK_TOTAL_MS > loop_ms)
+    motion->blink_start_ms = HUGE_VAL;   /* a loop too short for a whole blink */
   motion->gaze_change_ms = random_between(&motion->rng, 1200.0, 3500.0);
-  for (int i = 0; i < 4; i++)
-    motion->phase[i] = random_between(&motion->rng, 0.0, 2.0 * M_PI);
+  for (int i = 0; i < 4; i++) {
+    motion->period_ms[i] = fit_period(base_period_ms[i] * random_between(&motion->rng, 0.85, 1.15), loop_ms);
+    motion->direction[i] = random_between(&motion->rng, 0.0, 1.0) < 0.5 ? -1.0 : 1.0;
+  }
+  motion->breath_period_ms = fit_period(BREATH_PERIOD_MS, loop_ms);
 }
 
 double motion_blink_closure(double since_ms)
@@ -52,11 +71,18 @@ static void advance_blinks(motion_t *motion, double t_ms)
                      ? random_between(&motion->rng, 150.0, 300.0)
                      : random_between(&motion->rng, 2000.0, 5500.0);
     motion->blink_start_ms += BLINK_TOTAL_MS + pause;
+    /* A blink cut by a loop's end would snap the eyes open as it restarts. */
+    if (motion->loop_ms > 0.0 && motion->blink_start_ms + BLINK_TOTAL_MS > motion->loop_ms)
+      motion->blink_start_ms = HUGE_VAL;
   }
 }
 
 static void advance_gaze(motion_t *motion, double t_ms)
 {
+  if (motion->loop_ms > 0.0 && t_ms >= motion->loop_ms - GAZE_SETTLE_MS) {
+    motion->gaze_x = motion->gaze_y = 0.0;
+    return;
+  }
   while (t_ms >= motion->gaze_change_ms) {
     /* Mostly look at the viewer; sometimes glance a little aside. */
     if (random_between(&motion->rng, 0.0, 1.0) < 0.5) {
@@ -70,9 +96,10 @@ static void advance_gaze(motion_t *motion, double t_ms)
   }
 }
 
-static double wave(double t_ms, double period_ms, double phase)
+/* Oscillation i of the plan: zero at time 0, so every video starts from one pose. */
+static double wave(const motion_t *motion, int i, double t_ms)
 {
-  return sin(2.0 * M_PI * t_ms / period_ms + phase);
+  return motion->direction[i] * sin(2.0 * M_PI * t_ms / motion->period_ms[i]);
 }
 
 void motion_step(motion_t *motion, double t_ms, double mouth_open, face_state_t *state)
@@ -85,9 +112,10 @@ void motion_step(motion_t *motion, double t_ms, double mouth_open, face_state_t 
   state->blink = motion_blink_closure(t_ms - motion->blink_start_ms);
   state->gaze_x = motion->gaze_x;
   state->gaze_y = motion->gaze_y;
-  state->head_dx = 4.0 * wave(t_ms, 4100.0, motion->phase[0]) + 1.5 * wave(t_ms, 1700.0, motion->phase[1]);
-  state->head_dy = 2.0 * wave(t_ms, 3300.0, motion->phase[2]) + 4.0 * motion->speaking;
-  state->head_tilt = 0.025 * wave(t_ms, 5300.0, motion->phase[3]);
-  state->breath = 2.5 * (0.5 - 0.5 * cos(2.0 * M_PI * t_ms / 4000.0));
-  state->brow_raise = 0.8 * motion->speaking;
+  state->head_dx = 4.0 * wave(motion, 0, t_ms) + 1.5 * wave(motion, 1, t_ms);
+  state->head_dy = 2.0 * wave(motion, 2, t_ms) + 4.0 * motion->speaking;
+  state->head_tilt = 0.025 * wave(motion, 3, t_ms);
+  state->breath = 2.5 * (0.5 - 0.5 * cos(2.0 * M_PI * t_ms / motion->breath_period_ms));
+  /* Brows move a little with emphasis; questions lift them further (expression.h). */
+  state->brow_raise = 0.3 * motion->speaking;
 }

@@ -1,7 +1,8 @@
-/* mp4_writer: libavcodec encoders + libavformat's MP4 muxer over a growing memory
- * buffer. Faststart makes the muxer move the index to the front by re-opening its
- * output for reading, so the buffer is reachable through any number of cursors. */
-#include "mp4_writer.h"
+/* video_writer: libavcodec encoders + libavformat's MP4 or WebM muxer over a growing
+ * memory buffer. MP4's faststart makes the muxer move the index to the front by
+ * re-opening its output for reading, so the buffer is reachable through any number
+ * of cursors. */
+#include "video_writer.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -17,6 +18,7 @@
 #define MAX_FILE_SIZE ((size_t) 1 << 30)
 #define AVIO_BUFFER_SIZE 65536
 #define AUDIO_BIT_RATE 96000
+#define VP8_MAX_BIT_RATE 1000000
 
 /* FFmpeg 7 made the write callback's buffer const. */
 #if LIBAVFORMAT_VERSION_MAJOR >= 61
@@ -44,7 +46,20 @@ typedef struct {
   int64_t next_pts;
 } encoder_t;
 
-struct mp4_writer {
+/* What each container is made of. */
+typedef struct {
+  const char *muxer;
+  const char *video_encoder;
+  const char *audio_encoder;
+} container_spec_t;
+
+static const container_spec_t container_specs[] = {
+  [VIDEO_MP4] = { "mp4", "libx264", "aac" },
+  [VIDEO_WEBM] = { "webm", "libvpx", "libopus" },
+};
+
+struct video_writer {
+  const container_spec_t *spec;
   mem_file_t file;
   mem_cursor_t write_cursor;
   AVFormatContext *format;
@@ -53,7 +68,7 @@ struct mp4_writer {
   encoder_t audio;
   struct SwsContext *scaler;
   AVFrame *video_frame;
-  AVFrame *audio_frame;    /* filled up to nb_samples before each send */
+  AVFrame *audio_frame;    /* filled up to nb_samples before each send; NULL: no audio */
   AVPacket *packet;
   int audio_fill;          /* samples already in audio_frame */
   int width, height;
@@ -155,7 +170,7 @@ static int mem_io_open(AVFormatContext *format, AVIOContext **pb, const char *ur
 {
   (void) url;
   (void) options;
-  mp4_writer_t *writer = format->opaque;
+  video_writer_t *writer = format->opaque;
   mem_cursor_t *cursor = malloc(sizeof *cursor);
   if (!cursor)
     return AVERROR(ENOMEM);
@@ -180,20 +195,41 @@ static int mem_io_close(AVFormatContext *format, AVIOContext *pb)
   return error;
 }
 
-int mp4_writer_check_encoders(stage_error_t *err)
+int video_writer_check_encoders(video_container_t container, stage_error_t *err)
 {
-  if (!avcodec_find_encoder_by_name("libx264"))
-    return stage_error_set(err, "render_error", "this FFmpeg has no libx264 encoder");
-  if (!avcodec_find_encoder(AV_CODEC_ID_AAC))
-    return stage_error_set(err, "render_error", "this FFmpeg has no AAC encoder");
+  if (container != VIDEO_MP4 && container != VIDEO_WEBM)
+    return stage_error_set(err, "render_error", "unknown video container %d", (int) container);
+  const container_spec_t *spec = &container_specs[container];
+  if (!avcodec_find_encoder_by_name(spec->video_encoder))
+    return stage_error_set(err, "render_error", "this FFmpeg has no %s encoder", spec->video_encoder);
+  if (!avcodec_find_encoder_by_name(spec->audio_encoder))
+    return stage_error_set(err, "render_error", "this FFmpeg has no %s encoder", spec->audio_encoder);
   return 0;
 }
 
-static int open_video(mp4_writer_t *writer, const mp4_settings_t *settings, stage_error_t *err)
+/* Encoder options: x264's speed preset and constant quality, or libvpx's realtime
+ * mode at its fastest speed with a constant-quality cap (a drawn face compresses
+ * well; a talking-head video should be ready in a fraction of its length). */
+static int video_options(const video_writer_t *writer, const video_settings_t *settings,
+                         AVDictionary **options)
 {
-  const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+  if (writer->spec == &container_specs[VIDEO_MP4]) {
+    int rc = av_dict_set(options, "preset", settings->x264_preset, 0);
+    return rc < 0 ? rc : av_dict_set_int(options, "crf", settings->crf, 0);
+  }
+  int rc = av_dict_set(options, "deadline", "realtime", 0);
+  if (rc >= 0)
+    rc = av_dict_set_int(options, "cpu-used", 8, 0);
+  if (rc >= 0)
+    rc = av_dict_set_int(options, "crf", settings->crf, 0);
+  return rc;
+}
+
+static int open_video(video_writer_t *writer, const video_settings_t *settings, stage_error_t *err)
+{
+  const AVCodec *codec = avcodec_find_encoder_by_name(writer->spec->video_encoder);
   if (!codec)
-    return stage_error_set(err, "render_error", "this FFmpeg has no libx264 encoder");
+    return stage_error_set(err, "render_error", "this FFmpeg has no %s encoder", writer->spec->video_encoder);
   AVCodecContext *ctx = avcodec_alloc_context3(codec);
   writer->video.codec = ctx;
   if (!ctx)
@@ -212,15 +248,16 @@ static int open_video(mp4_writer_t *writer, const mp4_settings_t *settings, stag
   ctx->thread_count = 1;
   if (writer->format->oformat->flags & AVFMT_GLOBALHEADER)
     ctx->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  /* libvpx's constant-quality mode needs a ceiling on the bit rate. */
+  if (writer->spec == &container_specs[VIDEO_WEBM])
+    ctx->bit_rate = VP8_MAX_BIT_RATE;
   AVDictionary *options = NULL;
-  int rc = av_dict_set(&options, "preset", settings->x264_preset, 0);
-  if (rc >= 0)
-    rc = av_dict_set_int(&options, "crf", settings->crf, 0);
+  int rc = video_options(writer, settings, &options);
   if (rc >= 0)
     rc = avcodec_open2(ctx, codec, &options);
   av_dict_free(&options);
   if (rc < 0)
-    return set_render_error(err, "opening libx264", rc);
+    return set_render_error(err, writer->spec->video_encoder, rc);
 
   writer->video.stream = avformat_new_stream(writer->format, NULL);
   if (!writer->video.stream)
@@ -247,16 +284,32 @@ static int open_video(mp4_writer_t *writer, const mp4_settings_t *settings, stag
   return 0;
 }
 
-static int open_audio(mp4_writer_t *writer, const mp4_settings_t *settings, stage_error_t *err)
+/* Mono samples in a float or 16-bit format the encoder takes (for one channel,
+ * planar and interleaved are the same layout). */
+static enum AVSampleFormat audio_sample_format(const AVCodec *codec)
 {
-  const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
+  static const enum AVSampleFormat wanted[] = { AV_SAMPLE_FMT_FLTP, AV_SAMPLE_FMT_FLT, AV_SAMPLE_FMT_S16 };
+  if (!codec->sample_fmts)
+    return AV_SAMPLE_FMT_NONE;
+  for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++)
+    for (const enum AVSampleFormat *f = codec->sample_fmts; *f != AV_SAMPLE_FMT_NONE; f++)
+      if (*f == wanted[i])
+        return wanted[i];
+  return AV_SAMPLE_FMT_NONE;
+}
+
+static int open_audio(video_writer_t *writer, const video_settings_t *settings, stage_error_t *err)
+{
+  const AVCodec *codec = avcodec_find_encoder_by_name(writer->spec->audio_encoder);
   if (!codec)
-    return stage_error_set(err, "render_error", "this FFmpeg has no AAC encoder");
+    return stage_error_set(err, "render_error", "this FFmpeg has no %s encoder", writer->spec->audio_encoder);
   AVCodecContext *ctx = avcodec_alloc_context3(codec);
   writer->audio.codec = ctx;
   if (!ctx)
     return stage_error_set(err, "render_error", "out of memory");
-  ctx->sample_fmt = AV_SAMPLE_FMT_FLTP;
+  ctx->sample_fmt = audio_sample_format(codec);
+  if (ctx->sample_fmt == AV_SAMPLE_FMT_NONE)
+    return stage_error_set(err, "render_error", "%s takes no float or 16-bit samples", writer->spec->audio_encoder);
   ctx->sample_rate = settings->sample_rate;
   av_channel_layout_default(&ctx->ch_layout, 1);
   ctx->bit_rate = AUDIO_BIT_RATE;
@@ -265,7 +318,7 @@ static int open_audio(mp4_writer_t *writer, const mp4_settings_t *settings, stag
     ctx->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   int rc = avcodec_open2(ctx, codec, NULL);
   if (rc < 0)
-    return set_render_error(err, "opening the AAC encoder", rc);
+    return set_render_error(err, writer->spec->audio_encoder, rc);
 
   writer->audio.stream = avformat_new_stream(writer->format, NULL);
   if (!writer->audio.stream)
@@ -289,7 +342,7 @@ static int open_audio(mp4_writer_t *writer, const mp4_settings_t *settings, stag
   return 0;
 }
 
-static int open_muxer(mp4_writer_t *writer, stage_error_t *err)
+static int open_muxer(video_writer_t *writer, stage_error_t *err)
 {
   writer->write_cursor = (mem_cursor_t) { .file = &writer->file, .pos = 0 };
   writer->io = mem_io_new(&writer->write_cursor, 1);
@@ -301,48 +354,53 @@ static int open_muxer(mp4_writer_t *writer, stage_error_t *err)
   writer->format->io_open = mem_io_open;
   writer->format->io_close2 = mem_io_close;
   AVDictionary *options = NULL;
-  int rc = av_dict_set(&options, "movflags", "+faststart", 0);
+  int rc = 0;
+  if (writer->spec == &container_specs[VIDEO_MP4])
+    rc = av_dict_set(&options, "movflags", "+faststart", 0);
   if (rc >= 0)
     rc = avformat_write_header(writer->format, &options);
   av_dict_free(&options);
   if (rc < 0)
-    return set_render_error(err, "writing the MP4 header", rc);
+    return set_render_error(err, "writing the file header", rc);
   return 0;
 }
 
-mp4_writer_t *mp4_writer_new(const mp4_settings_t *settings, stage_error_t *err)
+video_writer_t *video_writer_new(const video_settings_t *settings, stage_error_t *err)
 {
   if (settings->width <= 0 || settings->height <= 0 || settings->width % 2 || settings->height % 2
-      || settings->fps <= 0 || settings->sample_rate <= 0) {
+      || settings->fps <= 0 || settings->sample_rate < 0
+      || (settings->container != VIDEO_MP4 && settings->container != VIDEO_WEBM)) {
     stage_error_set(err, "render_error", "invalid video settings %dx%d at %d fps",
                     settings->width, settings->height, settings->fps);
     return NULL;
   }
-  mp4_writer_t *writer = calloc(1, sizeof *writer);
+  video_writer_t *writer = calloc(1, sizeof *writer);
   if (!writer) {
     stage_error_set(err, "render_error", "out of memory");
     return NULL;
   }
+  writer->spec = &container_specs[settings->container];
   writer->width = settings->width;
   writer->height = settings->height;
   writer->packet = av_packet_alloc();
-  /* The name only picks the muxer; every byte goes through our own AVIO. */
-  int rc = avformat_alloc_output_context2(&writer->format, NULL, "mp4", "memory.mp4");
+  /* Every byte goes through our own AVIO; the format name only picks the muxer. */
+  int rc = avformat_alloc_output_context2(&writer->format, NULL, writer->spec->muxer, NULL);
   if (!writer->packet || rc < 0 || !writer->format) {
-    set_render_error(err, "creating the MP4 muxer", rc < 0 ? rc : AVERROR(ENOMEM));
-    mp4_writer_destroy(&writer);
+    set_render_error(err, "creating the muxer", rc < 0 ? rc : AVERROR(ENOMEM));
+    video_writer_destroy(&writer);
     return NULL;
   }
-  if (open_video(writer, settings, err) < 0 || open_audio(writer, settings, err) < 0
+  if (open_video(writer, settings, err) < 0
+      || (settings->sample_rate > 0 && open_audio(writer, settings, err) < 0)
       || open_muxer(writer, err) < 0) {
-    mp4_writer_destroy(&writer);
+    video_writer_destroy(&writer);
     return NULL;
   }
   return writer;
 }
 
 /* Sends `frame` (NULL = flush) and muxes every packet the encoder has ready. */
-static int encode(mp4_writer_t *writer, encoder_t *encoder, AVFrame *frame, stage_error_t *err)
+static int encode(video_writer_t *writer, encoder_t *encoder, AVFrame *frame, stage_error_t *err)
 {
   int rc = avcodec_send_frame(encoder->codec, frame);
   if (rc < 0)
@@ -365,7 +423,7 @@ static int encode(mp4_writer_t *writer, encoder_t *encoder, AVFrame *frame, stag
   }
 }
 
-int mp4_writer_add_frame(mp4_writer_t *writer, const uint8_t *pixels, int stride,
+int video_writer_add_frame(video_writer_t *writer, const uint8_t *pixels, int stride,
                          stage_error_t *err)
 {
   AVFrame *frame = writer->video_frame;
@@ -382,7 +440,7 @@ int mp4_writer_add_frame(mp4_writer_t *writer, const uint8_t *pixels, int stride
   return encode(writer, &writer->video, frame, err);
 }
 
-static int send_audio_frame(mp4_writer_t *writer, stage_error_t *err)
+static int send_audio_frame(video_writer_t *writer, stage_error_t *err)
 {
   AVFrame *frame = writer->audio_frame;
   frame->nb_samples = writer->audio_fill;
@@ -394,48 +452,69 @@ static int send_audio_frame(mp4_writer_t *writer, stage_error_t *err)
   return rc;
 }
 
-int mp4_writer_add_audio(mp4_writer_t *writer, const int16_t *samples, size_t count,
-                         stage_error_t *err)
+int video_writer_add_audio(video_writer_t *writer, const int16_t *samples, size_t count,
+                           stage_error_t *err)
 {
+  if (!writer->audio_frame)
+    return count == 0 ? 0 : stage_error_set(err, "render_error", "this video has no audio track");
   int frame_size = writer->audio.codec->frame_size;
+  int as_float = writer->audio.codec->sample_fmt != AV_SAMPLE_FMT_S16;
   for (size_t i = 0; i < count; i++) {
     if (writer->audio_fill == 0) {
       int rc = av_frame_make_writable(writer->audio_frame);
       if (rc < 0)
         return set_render_error(err, "reusing the audio frame", rc);
     }
-    float *plane = (float *) writer->audio_frame->data[0];
-    plane[writer->audio_fill++] = (float) samples[i] / 32768.0f;
+    if (as_float)
+      ((float *) writer->audio_frame->data[0])[writer->audio_fill++] = (float) samples[i] / 32768.0f;
+    else
+      ((int16_t *) writer->audio_frame->data[0])[writer->audio_fill++] = samples[i];
     if (writer->audio_fill == frame_size && send_audio_frame(writer, err) < 0)
       return -1;
   }
   return 0;
 }
 
-int mp4_writer_finish(mp4_writer_t *writer, uint8_t **out, size_t *out_size, stage_error_t *err)
+/* Sends what is left of the audio: as a short last frame when the encoder takes
+ * one (AAC, Opus), otherwise padded with silence. */
+static int flush_audio_tail(video_writer_t *writer, stage_error_t *err)
 {
-  /* The AAC encoder accepts a short last frame, so the tail needs no padding. */
-  if (writer->audio_fill > 0 && send_audio_frame(writer, err) < 0)
-    return -1;
-  if (encode(writer, &writer->video, NULL, err) < 0 || encode(writer, &writer->audio, NULL, err) < 0)
+  if (!writer->audio_frame || writer->audio_fill == 0)
+    return 0;
+  if (!(writer->audio.codec->codec->capabilities & AV_CODEC_CAP_SMALL_LAST_FRAME)) {
+    static const int16_t silence[256] = { 0 };
+    while (writer->audio_fill > 0) {
+      size_t missing = (size_t) (writer->audio.codec->frame_size - writer->audio_fill);
+      if (video_writer_add_audio(writer, silence, missing < 256 ? missing : 256, err) < 0)
+        return -1;
+    }
+    return 0;
+  }
+  return send_audio_frame(writer, err);
+}
+
+int video_writer_finish(video_writer_t *writer, uint8_t **out, size_t *out_size, stage_error_t *err)
+{
+  if (flush_audio_tail(writer, err) < 0 || encode(writer, &writer->video, NULL, err) < 0
+      || (writer->audio_frame && encode(writer, &writer->audio, NULL, err) < 0))
     return -1;
   int rc = av_write_trailer(writer->format);
   if (rc < 0)
-    return set_render_error(err, "writing the MP4 index", rc);
+    return set_render_error(err, "writing the file index", rc);
   avio_flush(writer->io);
   if (writer->io->error < 0)
-    return set_render_error(err, "writing the MP4 file", writer->io->error);
+    return set_render_error(err, "writing the file", writer->io->error);
   *out = writer->file.data;
   *out_size = writer->file.size;
   writer->file = (mem_file_t) { 0 };
   return 0;
 }
 
-void mp4_writer_destroy(mp4_writer_t **writer_p)
+void video_writer_destroy(video_writer_t **writer_p)
 {
   if (!writer_p || !*writer_p)
     return;
-  mp4_writer_t *writer = *writer_p;
+  video_writer_t *writer = *writer_p;
   avcodec_free_context(&writer->video.codec);
   avcodec_free_context(&writer->audio.codec);
   sws_freeContext(writer->scaler);

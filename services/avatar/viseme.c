@@ -1,4 +1,5 @@
-/* viseme: phoneme timings or audio loudness -> one mouth pose per video frame. */
+/* viseme: eSpeak phonemes -> mouth shapes, and phoneme timings -> one mouth pose per
+ * video frame. */
 #include "viseme.h"
 
 #include <math.h>
@@ -6,9 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Longest blend between two shapes on each side of a boundary: about what a
- * speaker's lips need to move, and a bit more than one frame at 25 fps. */
-#define BLEND_MAX_MS 50.0
+/* Longest blend between two shapes on each side of a boundary: lips start toward
+ * the next shape about this long before its sound (coarticulation), a bit more
+ * than a frame at 25 fps. */
+#define BLEND_MAX_MS 60.0
 
 /* A stretch of time showing one shape. `end_ms` of the last one is "forever". */
 typedef struct {
@@ -87,7 +89,7 @@ static float lerpf(float a, float b, float w)
   return a + (b - a) * w;
 }
 
-static mouth_pose_t pose_mix(mouth_pose_t a, mouth_pose_t b, float w)
+mouth_pose_t viseme_pose_mix(mouth_pose_t a, mouth_pose_t b, float w)
 {
   return (mouth_pose_t) {
     .open = lerpf(a.open, b.open, w),
@@ -112,12 +114,51 @@ static float smoothstep(float x)
 /* True when [start, end) is too short to own a frame at `fps`. */
 static int shorter_than_frame(int64_t start_ms, int64_t end_ms, int fps)
 {
-  return (end_ms - start_ms) * fps < 1000;
+  /* d * fps < 1000 for whole milliseconds d, without overflow for open ends. */
+  return end_ms - start_ms < (1000 + fps - 1) / fps;
+}
+
+/* Appends [start, end) showing `viseme` to the `count` segments so far, joining the
+ * last one when that shows the same shape. Returns the new count. */
+static size_t append_segment(segment_t *segments, size_t count, int64_t start, int64_t end,
+                             viseme_t viseme)
+{
+  if (count > 0 && segments[count - 1].viseme == viseme) {
+    segments[count - 1].end_ms = end;
+    return count;
+  }
+  segments[count] = (segment_t) { start, end, viseme };
+  return count + 1;
+}
+
+/* Folds every segment too short to own a frame into the one before it, so nothing
+ * flickers for a frame -- except lip closures, what a viewer misses most: they keep
+ * their exact time and show when they span a frame's sampling instant. A short
+ * pause just before a closure becomes part of it (the lips are closing anyway).
+ * Works in place; returns the new count. */
+static size_t absorb_short_segments(segment_t *segments, size_t count, int fps)
+{
+  size_t kept = 0;
+  for (size_t i = 0; i < count; i++) {
+    segment_t seg = segments[i];
+    int is_short = shorter_than_frame(seg.start_ms, seg.end_ms, fps);
+    if (is_short && seg.viseme == VISEME_X && i + 1 < count && segments[i + 1].viseme == VISEME_A) {
+      segments[i + 1].start_ms = seg.start_ms;
+      continue;
+    }
+    if (kept > 0 && (segments[kept - 1].viseme == seg.viseme || (is_short && seg.viseme != VISEME_A))) {
+      segments[kept - 1].end_ms = seg.end_ms;
+      continue;
+    }
+    segments[kept++] = seg;
+  }
+  return kept;
 }
 
 /* Turns phonemes into back-to-back segments covering [0, forever): gaps become rest,
- * and anything shorter than a frame is absorbed by the segment before it. `segments`
- * holds 2 * phoneme_count + 1 entries. Returns how many were written. */
+ * neighbours with one shape merge (so two short phonemes of one shape can own a
+ * frame together), then short segments are absorbed (absorb_short_segments).
+ * `segments` holds 2 * phoneme_count + 1 entries. Returns how many were written. */
 static size_t build_segments(const phoneme_t *phonemes, size_t phoneme_count, int fps,
                              segment_t *segments)
 {
@@ -130,37 +171,27 @@ static size_t build_segments(const phoneme_t *phonemes, size_t phoneme_count, in
       start = covered_ms;           /* overlapping timings: the earlier phoneme wins */
     if (end <= start)
       continue;
-    if (start > covered_ms) {
-      if (count > 0 && shorter_than_frame(covered_ms, start, fps))
-        segments[count - 1].end_ms = start;
-      else
-        segments[count++] = (segment_t) { covered_ms, start, VISEME_X };
-      covered_ms = start;
-    }
-    if (shorter_than_frame(start, end, fps)) {
-      if (count > 0)
-        segments[count - 1].end_ms = end;
-      else
-        segments[count++] = (segment_t) { start, end, VISEME_X };
-    } else {
-      segments[count++] = (segment_t) { start, end, viseme_from_phoneme(phonemes[i].symbol) };
-    }
+    if (start > covered_ms)
+      count = append_segment(segments, count, covered_ms, start, VISEME_X);
+    count = append_segment(segments, count, start, end, viseme_from_phoneme(phonemes[i].symbol));
     covered_ms = end;
   }
-  segments[count++] = (segment_t) { covered_ms, INT64_MAX, VISEME_X };
-  return count;
+  count = append_segment(segments, count, covered_ms, INT64_MAX, VISEME_X);
+  segments[count - 1].end_ms = INT64_MAX;
+  return absorb_short_segments(segments, count, fps);
 }
 
-/* Half-width of the blend around the boundary between segments a and b. */
+/* Half-width of the blend around the boundary between segments a and b: at most
+ * half of either, so each segment still shows its own pure shape at its middle. */
 static double blend_half_width(const segment_t *a, const segment_t *b)
 {
   double width = BLEND_MAX_MS;
-  double quarter_a = (double) (a->end_ms - a->start_ms) / 4.0;
-  double quarter_b = (double) (b->end_ms - b->start_ms) / 4.0;
-  if (quarter_a < width)
-    width = quarter_a;
-  if (quarter_b < width)
-    width = quarter_b;
+  double half_a = (double) (a->end_ms - a->start_ms) / 2.0;
+  double half_b = (double) (b->end_ms - b->start_ms) / 2.0;
+  if (half_a < width)
+    width = half_a;
+  if (half_b < width)
+    width = half_b;
   return width;
 }
 
@@ -177,7 +208,7 @@ static mouth_pose_t pose_at(const segment_t *segments, size_t count, size_t i, d
     double into = t_ms - (double) seg->start_ms;
     if (half > 0.0 && into < half) {
       float w = smoothstep((float) (0.5 + 0.5 * into / half));
-      return pose_mix(viseme_pose(segments[i - 1].viseme), pose, w);
+      return viseme_pose_mix(viseme_pose(segments[i - 1].viseme), pose, w);
     }
   }
   if (i + 1 < count) {
@@ -185,7 +216,7 @@ static mouth_pose_t pose_at(const segment_t *segments, size_t count, size_t i, d
     double left = (double) seg->end_ms - t_ms;
     if (half > 0.0 && left < half) {
       float w = smoothstep((float) (0.5 + 0.5 * left / half));
-      return pose_mix(viseme_pose(segments[i + 1].viseme), pose, w);
+      return viseme_pose_mix(viseme_pose(segments[i + 1].viseme), pose, w);
     }
   }
   return pose;
@@ -200,62 +231,15 @@ int viseme_track_from_phonemes(const phoneme_t *phonemes, size_t phoneme_count, 
   size_t count = build_segments(phonemes, phoneme_count, fps, segments);
   size_t i = 0;
   for (size_t n = 0; n < frame_count; n++) {
-    /* Integer test of start <= n*1000/fps < end keeps frame timing exact. */
-    int64_t frame_scaled = (int64_t) n * 1000;
-    while (i + 1 < count && segments[i].end_ms * fps <= frame_scaled)
+    /* Frame n is on screen during [n, n+1) * 1000/fps ms and shows the shape of its
+     * middle instant, (2n+1) * 500/fps: a shape then appears at most half a frame
+     * before or after its sound. Integer arithmetic keeps the test exact. */
+    int64_t instant_scaled = (2 * (int64_t) n + 1) * 500;
+    while (i + 1 < count && segments[i].end_ms * fps <= instant_scaled)
       i++;
     shapes[n] = segments[i].viseme;
-    poses[n] = pose_at(segments, count, i, (double) frame_scaled / fps);
+    poses[n] = pose_at(segments, count, i, (double) instant_scaled / fps);
   }
   free(segments);
   return 0;
-}
-
-/* Loudness in dBFS of pcm samples [from, to). */
-static double level_db(const pcm_t *pcm, size_t from, size_t to)
-{
-  if (to <= from)
-    return -120.0;
-  double sum = 0.0;
-  for (size_t k = from; k < to; k++)
-    sum += (double) pcm->samples[k] * pcm->samples[k];
-  double rms = sqrt(sum / (double) (to - from)) / 32768.0;
-  return rms > 1e-6 ? 20.0 * log10(rms) : -120.0;
-}
-
-/* Openness in [0, 1] -> a shape and a pose on the rest..wide-open scale. */
-static void pose_for_openness(float openness, viseme_t *shape, mouth_pose_t *pose)
-{
-  static const viseme_t ladder[] = { VISEME_X, VISEME_B, VISEME_C, VISEME_D };
-  static const float steps[] = { 0.0f, 0.3f, 0.6f, 1.0f };
-  size_t k = 0;
-  while (k + 2 < sizeof steps / sizeof steps[0] && openness > steps[k + 1])
-    k++;
-  float w = (openness - steps[k]) / (steps[k + 1] - steps[k]);
-  *pose = pose_mix(viseme_pose(ladder[k]), viseme_pose(ladder[k + 1]), smoothstep(w));
-  *shape = openness < 0.08f ? VISEME_X : w < 0.5f ? ladder[k] : ladder[k + 1];
-}
-
-/* Speech peaks sit around -15 dBFS and breath/room noise below -50 dBFS. */
-#define QUIET_DB (-50.0)
-#define LOUD_DB (-15.0)
-/* Lips open faster than they close, as in speech. */
-#define ATTACK 0.7f
-#define RELEASE 0.35f
-
-void viseme_track_from_audio(const pcm_t *pcm, int fps, size_t frame_count,
-                             viseme_t *shapes, mouth_pose_t *poses)
-{
-  float smoothed = 0.0f;
-  size_t rate = pcm->sample_rate > 0 ? (size_t) pcm->sample_rate : 1;
-  size_t half_window = rate / (2 * (size_t) fps);
-  for (size_t n = 0; n < frame_count; n++) {
-    size_t centre = n * rate / (size_t) fps;
-    size_t from = centre > half_window ? centre - half_window : 0;
-    size_t to = centre + half_window < pcm->count ? centre + half_window : pcm->count;
-    float level = (float) ((level_db(pcm, from, to) - QUIET_DB) / (LOUD_DB - QUIET_DB));
-    level = level < 0.0f ? 0.0f : level > 1.0f ? 1.0f : level;
-    smoothed += (level > smoothed ? ATTACK : RELEASE) * (level - smoothed);
-    pose_for_openness(smoothed, &shapes[n], &poses[n]);
-  }
 }

@@ -1,6 +1,6 @@
-/* viseme: from speech to a per-frame mouth pose. Phoneme timings (eSpeak mnemonics)
- * map onto the Preston Blair / Rhubarb mouth set A-H plus rest; without timings the
- * mouth opening follows the loudness of the audio. */
+/* viseme: from phoneme timings to a per-frame mouth pose. Phonemes (eSpeak mnemonics)
+ * map onto the Preston Blair / Rhubarb mouth set A-H plus rest. (Without timings,
+ * audio_sync.h derives the shapes from the sound itself.) */
 #ifndef AVATAR_VISEME_H
 #define AVATAR_VISEME_H
 
@@ -42,20 +42,21 @@ viseme_t viseme_from_phoneme(const char *symbol);
 /* The canonical pose of a shape. */
 mouth_pose_t viseme_pose(viseme_t viseme);
 
+/* `a` blended toward `b` by `w` (0 = a, 1 = b). */
+mouth_pose_t viseme_pose_mix(mouth_pose_t a, mouth_pose_t b, float w);
+
 /* Fills `shapes` and `poses` (each `frame_count` long) from phoneme timings at `fps`;
- * `phonemes` are in time order, as the TTS reports them. Frame n shows the phoneme
- * active at n*1000/fps ms; phonemes and gaps shorter than a frame never own a frame
- * (the previous shape holds, so nothing flickers for one frame); poses blend toward
- * the neighbouring shapes near each boundary, except closures (p b m), which are
- * held exactly so the lips visibly meet. Frames outside the phonemes rest.
+ * `phonemes` are in time order, as the TTS reports them. Frame n is on screen during
+ * [n, n+1) * 1000/fps ms and shows the shape sounding at the middle of that time, so
+ * every shape appears within half a frame of its sound. Neighbouring phonemes with
+ * one shape merge; stretches shorter than a frame never own a frame (the previous
+ * shape holds, so nothing flickers), except lip closures (p b m), which viewers
+ * miss most and which show whenever they span a frame's middle. Poses blend toward
+ * the neighbouring shapes near each boundary (coarticulation), except closures,
+ * which are held exactly so the lips visibly meet. Frames outside the phonemes rest.
  * Returns 0, or -1 when out of memory. */
 int viseme_track_from_phonemes(const phoneme_t *phonemes, size_t phoneme_count, int fps,
                                 size_t frame_count, viseme_t *shapes, mouth_pose_t *poses);
-
-/* Fills `shapes` and `poses` from the loudness of `pcm` around each frame's time:
- * smoothed RMS level -> opening, for speech that came without timings. */
-void viseme_track_from_audio(const pcm_t *pcm, int fps, size_t frame_count,
-                             viseme_t *shapes, mouth_pose_t *poses);
 
 /* The one-letter name of a shape ("X", "A".."H"), for logs and tests. */
 const char *viseme_name(viseme_t viseme);
