@@ -14,6 +14,7 @@
 #include "log.h"
 #include "pipeline.pb-c.h"
 #include "protocol.h"
+#include "curve.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -109,6 +110,13 @@ static bool link_connect(link_t *self)
   if (!self->dealer)
     return false;
   zsock_set_linger(self->dealer, 0);
+  /* A DEALER with no live connection (broker down, handshake refused) blocks on
+   * send; a bounded wait keeps this thread answering its owner. */
+  zsock_set_sndtimeo(self->dealer, 1000);
+  if (curve_apply_client(self->dealer) != 0) {
+    zsock_destroy(&self->dealer);
+    return false;
+  }
   if (zsock_connect(self->dealer, "%s", self->owner->endpoint) != 0) {
     log_msg(LOG_ERROR, "connect_failed", "cannot connect to %s", self->owner->endpoint);
     return false;
@@ -219,6 +227,8 @@ static void on_timer(link_t *self)
   }
   if (now > self->broker_expiry) {
     log_msg(LOG_WARN, "broker_lost", "no word from %s; reconnecting", self->owner->endpoint);
+    /* Set before trying, so a connect that keeps failing is retried at this pace. */
+    self->broker_expiry = now + (int64_t) AVP_LIVENESS * AVP_HEARTBEAT_MS;
     if (link_connect(self))
       resubmit_pending(self);
   }
@@ -231,8 +241,9 @@ static void on_timer(link_t *self)
 static void client_actor(zsock_t *pipe, void *args)
 {
   link_t self = {.owner = args, .pipe = pipe};
-  zsock_signal(pipe, 0);
+  /* Connect before signalling, so the settings are read while broker_client_new() waits. */
   bool connected = link_connect(&self);
+  zsock_signal(pipe, 0);
   zpoller_t *poller = zpoller_new(pipe, NULL);
   if (poller)
     zpoller_set_nonstop(poller, true); /* only $TERM from the owner ends the actor */

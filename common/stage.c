@@ -7,6 +7,8 @@
 #include "log.h"
 #include "worker.h"
 
+#include <czmq.h>
+
 #include <libavutil/log.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,7 +177,9 @@ int stage_run(const stage_t *stage)
   worker_job_t *work;
   while ((work = worker_next(worker)))
     serve(stage, worker, work);
-  log_msg(LOG_INFO, "stage_stopping", "signal received");
+  bool interrupted = zsys_interrupted != 0;
+  log_msg(interrupted ? LOG_INFO : LOG_ERROR, "stage_stopping",
+          interrupted ? "signal received" : "the broker connection failed");
   worker_destroy(&worker);
-  return 0;
+  return interrupted ? 0 : 1;
 }

@@ -13,6 +13,7 @@
 #include "counters.h"
 #include "log.h"
 #include "protocol.h"
+#include "curve.h"
 
 #include <czmq.h>
 #include <string.h>
@@ -67,6 +68,13 @@ static bool link_connect(link_t *self)
   if (!self->dealer)
     return false;
   zsock_set_linger(self->dealer, 500);
+  /* A DEALER with no live connection (broker down, handshake refused) blocks on
+   * send; a bounded wait keeps this thread answering its owner. */
+  zsock_set_sndtimeo(self->dealer, 1000);
+  if (curve_apply_client(self->dealer) != 0) {
+    zsock_destroy(&self->dealer);
+    return false;
+  }
   zsock_set_maxmsgsize(self->dealer, (int64_t) config_long("BROKER_MAX_MSG_BYTES", 32L << 20,
                                                            1024, 1L << 30) + 65536);
   if (zsock_connect(self->dealer, "%s", self->args.endpoint) != 0) {
@@ -179,8 +187,10 @@ static void worker_actor(zsock_t *pipe, void *args)
   link_t self = {.args = *(worker_args_t *) args, .pipe = pipe};
   self.hang_grace_ms = config_long("WORKER_HANG_GRACE_MS", 5000, 0, 3600000);
   self.stage_timeout_ms = config_stage_timeout_ms(self.args.stage);
+  /* Connect before signalling, so the settings are read while worker_new() waits. */
+  bool connected = link_connect(&self);
   zsock_signal(pipe, 0);
-  if (!link_connect(&self)) {
+  if (!connected) {
     /* worker_next() takes a message it cannot parse as the end. */
     zstr_send(pipe, "FAILED");
     char *command;

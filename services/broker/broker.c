@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "curve.h"
 #include "log.h"
 #include "pipeline.pb-c.h"
 #include "protocol.h"
@@ -68,7 +69,7 @@ typedef struct {
 
 /* ---------------------------------------------------------------- config */
 
-void broker_config_from_env(broker_config_t *cfg)
+int broker_config_from_env(broker_config_t *cfg)
 {
   snprintf(cfg->endpoint, sizeof cfg->endpoint, "%s", config_str("BROKER_BIND", "tcp://*:5555"));
   cfg->queue_max = (size_t) config_long("BROKER_QUEUE_MAX", 100, 1, 1000000);
@@ -77,6 +78,58 @@ void broker_config_from_env(broker_config_t *cfg)
   cfg->heartbeat_ms = (int) config_long("BROKER_HEARTBEAT_MS", AVP_HEARTBEAT_MS, 10, 60000);
   cfg->max_payload = (size_t) config_long("BROKER_MAX_MSG_BYTES", 32L << 20, 1024, 1L << 30);
   cfg->stage_timeout_ms = 0;
+  const char *secret = config_str("BROKER_CURVE_SECRET_KEY", "");
+  const char *clients = config_str("BROKER_CURVE_CLIENT_KEYS", "");
+  if (*secret && (!curve_key_is_valid(secret) || !*clients)) {
+    log_msg(LOG_ERROR, "curve_config", "BROKER_CURVE_SECRET_KEY must be a 40-character Z85 key "
+            "and BROKER_CURVE_CLIENT_KEYS must list the allowed public keys");
+    return -1;
+  }
+  snprintf(cfg->curve_secret, sizeof cfg->curve_secret, "%s", secret);
+  if (snprintf(cfg->curve_clients, sizeof cfg->curve_clients, "%s", clients) >=
+      (int) sizeof cfg->curve_clients) {
+    log_msg(LOG_ERROR, "curve_config", "BROKER_CURVE_CLIENT_KEYS is too long");
+    return -1;
+  }
+  return 0;
+}
+
+/* CURVE on the ROUTER: only the listed public keys may connect (ZAP via zauth).
+ * Returns the zauth actor (which must outlive the socket's handshakes), NULL with
+ * *ok = false on a bad key list, or NULL with *ok = true when CURVE is off. */
+static zactor_t *curve_start(broker_t *self, bool *ok)
+{
+  *ok = true;
+  if (!self->cfg.curve_secret[0])
+    return NULL;
+  zcertstore_t *allowed = zcertstore_new(NULL);
+  char keys[sizeof self->cfg.curve_clients];
+  snprintf(keys, sizeof keys, "%s", self->cfg.curve_clients);
+  char *rest = keys;
+  for (char *key = strtok_r(keys, ", ", &rest); key && allowed; key = strtok_r(NULL, ", ", &rest)) {
+    /* zcert needs a secret half too; the store only compares public keys. */
+    uint8_t public_key[32], no_secret[32] = {0};
+    zcert_t *cert = curve_key_is_valid(key) && zmq_z85_decode(public_key, key)
+                      ? zcert_new_from(public_key, no_secret)
+                      : NULL;
+    if (!cert) {
+      log_msg(LOG_ERROR, "curve_config", "a BROKER_CURVE_CLIENT_KEYS entry is not a Z85 key");
+      zcertstore_destroy(&allowed);
+      *ok = false;
+      return NULL;
+    }
+    zcertstore_insert(allowed, &cert);
+  }
+  zactor_t *auth = allowed ? zactor_new(zauth, allowed) : NULL; /* takes the store */
+  if (!auth) {
+    zcertstore_destroy(&allowed);
+    *ok = false;
+    return NULL;
+  }
+  zsock_set_zap_domain(self->router, "avatar");
+  zsock_set_curve_server(self->router, 1);
+  zsock_set_curve_secretkey(self->router, self->cfg.curve_secret);
+  return auth;
 }
 
 
@@ -810,6 +863,7 @@ void broker_actor(zsock_t *pipe, void *args)
   if (self.stages)
     zhashx_set_destructor(self.stages, stage_destructor);
   bool ready = self.peers && self.stages && self.router;
+  zactor_t *auth = ready ? curve_start(&self, &ready) : NULL;
   if (ready) {
     /* Oversized messages are cut off by libzmq before they are buffered whole. */
     zsock_set_maxmsgsize(self.router, (int) (self.cfg.max_payload + 65536));
@@ -864,4 +918,5 @@ void broker_actor(zsock_t *pipe, void *args)
   }
   zpoller_destroy(&poller);
   broker_free(&self);
+  zactor_destroy(&auth);
 }

@@ -18,11 +18,15 @@ typedef struct {
   size_t max_payload;        /* bytes of one job or status; larger is dropped */
   int stage_timeout_ms;      /* longest a worker may hold a job; 0 = per stage from the
                                 environment (config_stage_timeout_ms) */
+  char curve_secret[41];     /* Z85 secret key: CURVE on when set */
+  char curve_clients[4096];  /* comma-separated Z85 public keys allowed to connect */
 } broker_config_t;
 
 /* Fills `cfg` from BROKER_BIND, BROKER_QUEUE_MAX, BROKER_STATUS_QUEUE_MAX,
- * BROKER_MAX_ATTEMPTS, BROKER_HEARTBEAT_MS, BROKER_MAX_MSG_BYTES. */
-void broker_config_from_env(broker_config_t *cfg);
+ * BROKER_MAX_ATTEMPTS, BROKER_HEARTBEAT_MS, BROKER_MAX_MSG_BYTES,
+ * BROKER_CURVE_SECRET_KEY and BROKER_CURVE_CLIENT_KEYS. Returns -1 (logged) when
+ * the CURVE settings are not valid keys. */
+int broker_config_from_env(broker_config_t *cfg);
 
 /* The broker as a czmq actor: zactor_new(broker_actor, &cfg). The config is copied
  * before the actor signals that it started. Pipe commands:

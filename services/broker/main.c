@@ -7,7 +7,8 @@ int main(void)
 {
   log_init("broker");
   broker_config_t cfg;
-  broker_config_from_env(&cfg);
+  if (broker_config_from_env(&cfg) != 0)
+    return 1;
   zactor_t *broker = zactor_new(broker_actor, &cfg);
   if (!broker)
     return 1;
