@@ -3,13 +3,18 @@
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 
+# npm installs the deployment checks' tools (tests/deploy): Debian's npm, unless
+# a Node.js that brings its own npm is installed already.
+NPM_PACKAGE=npm
+command -v npm >/dev/null 2>&1 && NPM_PACKAGE=""
+
 # Debian packages the build, the services and the tests need.
 PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler
  libzmq3-dev libczmq-dev libprotobuf-c-dev libcjson-dev libmicrohttpd-dev
  libcurl4-openssl-dev libhiredis-dev libpocketsphinx-dev pocketsphinx-en-us
  libespeak-ng-dev espeak-ng libavformat-dev libavcodec-dev libavutil-dev
  libswresample-dev libswscale-dev libcairo2-dev libsqlite3-dev libcmocka-dev
- libssl-dev ffmpeg curl jq procps redis-server"
+ libssl-dev ffmpeg curl jq procps redis-server yamllint iproute2 $NPM_PACKAGE"
 
 say() { printf '%s\n' "$*" >&2; }
 
