@@ -2,7 +2,8 @@
  * workers serve no HTTP of their own (Docker HEALTHCHECK, Kubernetes exec
  * probes). One check per run, exit 0 when healthy, 1 when not, 2 on bad usage:
  *
- *   healthcheck broker [ENDPOINT]     the broker's loop answers INFO
+ *   healthcheck broker [ENDPOINT]     the broker's loop answers INFO (with the
+ *                                     process's CURVE keys when they are set)
  *   healthcheck connected [ENDPOINT]  this network namespace holds an established
  *                                     TCP connection to the broker's port, i.e.
  *                                     the worker in this container is attached
@@ -14,6 +15,7 @@
  * cannot tell two workers of one namespace apart: one worker per container. */
 #include "clock.h"
 #include "config.h"
+#include "curve.h"
 #include "log.h"
 #include "protocol.h"
 
@@ -44,27 +46,26 @@ static int check_broker(const char *endpoint, int timeout_ms)
   zsock_set_rcvtimeo(dealer, timeout_ms);
   zsock_set_sndtimeo(dealer, timeout_ms);
   zmsg_t *request = avp_msg_new(AVP_INFO);
-  int rc = unhealthy("broker", "cannot connect (bad endpoint)");
-  if (request && zsock_connect(dealer, "%s", endpoint) == 0) {
-    rc = EXIT_UNHEALTHY;
-    if (zmsg_send(&request, dealer) != 0) {
-      rc = unhealthy("broker", "INFO could not be sent");
-    } else {
-      /* Skip anything but INFO (a DISCONNECT for a peer the broker does not know). */
-      int64_t give_up = clock_mono_ms() + timeout_ms;
-      while (rc != EXIT_HEALTHY && clock_mono_ms() < give_up) {
-        zmsg_t *reply = zmsg_recv(dealer);
-        if (!reply)
-          break;
-        char version[8], command[16];
-        if (avp_pop_name(reply, version, sizeof version) && !strcmp(version, AVP_VERSION) &&
-            avp_pop_name(reply, command, sizeof command) && !strcmp(command, AVP_INFO))
-          rc = EXIT_HEALTHY;
-        zmsg_destroy(&reply);
-      }
-      if (rc != EXIT_HEALTHY)
-        rc = unhealthy("broker", "no INFO answer in time");
+  int rc = EXIT_UNHEALTHY;
+  if (!request || curve_apply_client(dealer) != 0 || zsock_connect(dealer, "%s", endpoint) != 0) {
+    unhealthy("broker", "cannot connect (bad endpoint or CURVE settings)");
+  } else if (zmsg_send(&request, dealer) != 0) {
+    unhealthy("broker", "INFO could not be sent");
+  } else {
+    /* Skip anything but INFO (a DISCONNECT for a peer the broker does not know). */
+    int64_t give_up = clock_mono_ms() + timeout_ms;
+    while (rc != EXIT_HEALTHY && clock_mono_ms() < give_up) {
+      zmsg_t *reply = zmsg_recv(dealer);
+      if (!reply)
+        break;
+      char version[8], command[16];
+      if (avp_pop_name(reply, version, sizeof version) && !strcmp(version, AVP_VERSION) &&
+          avp_pop_name(reply, command, sizeof command) && !strcmp(command, AVP_INFO))
+        rc = EXIT_HEALTHY;
+      zmsg_destroy(&reply);
     }
+    if (rc != EXIT_HEALTHY)
+      unhealthy("broker", "no INFO answer in time");
   }
   zmsg_destroy(&request);
   zsock_destroy(&dealer);
