@@ -31,6 +31,7 @@ struct bm25_index {
   bm25_document_t *documents;
   size_t document_count;
   size_t document_capacity;
+  size_t unit_count;             /* what document_frequency counts: entries (see finish) */
   double average_length;
 };
 
@@ -157,22 +158,51 @@ int bm25_index_add(bm25_index_t *self, size_t entry, bool is_answer, const text_
  * uses is strong evidence that the question is about something else. */
 static double inverse_document_frequency(const bm25_index_t *self, long id)
 {
-  double n = (double) self->document_count;
+  double n = (double) self->unit_count;
   double df = id >= 0 ? (double) self->document_frequency[id] : 0.0;
   return log(1.0 + (n - df + 0.5) / (df + 0.5));
+}
+
+/* Counts, for every term, the entries (not the documents) that use it: an entry
+ * written with many phrasings (paraphrase templates expand to dozens) must not make
+ * its own words look common. Counts documents when out of memory. */
+static void count_entry_frequencies(bm25_index_t *self)
+{
+  size_t entries = 0;
+  for (size_t d = 0; d < self->document_count; d++)
+    if (self->documents[d].entry + 1 > entries)
+      entries = self->documents[d].entry + 1;
+  size_t *last_entry = calloc(self->term_count ? self->term_count : 1, sizeof *last_entry);
+  for (size_t i = 0; i < self->term_count; i++)
+    self->document_frequency[i] = 0;
+  if (!last_entry) {
+    for (size_t d = 0; d < self->document_count; d++)
+      for (size_t p = 0; p < self->documents[d].posting_count; p++)
+        self->document_frequency[self->documents[d].term_ids[p]]++;
+    self->unit_count = self->document_count;
+    return;
+  }
+  for (size_t e = 0; e < entries; e++)
+    for (size_t d = 0; d < self->document_count; d++) {
+      const bm25_document_t *document = &self->documents[d];
+      if (document->entry != e)
+        continue;
+      for (size_t p = 0; p < document->posting_count; p++)
+        if (last_entry[document->term_ids[p]] != e + 1) {
+          last_entry[document->term_ids[p]] = e + 1;
+          self->document_frequency[document->term_ids[p]]++;
+        }
+    }
+  free(last_entry);
+  self->unit_count = entries;
 }
 
 void bm25_index_finish(bm25_index_t *self)
 {
   size_t total_length = 0;
-  for (size_t i = 0; i < self->term_count; i++)
-    self->document_frequency[i] = 0;
-  for (size_t d = 0; d < self->document_count; d++) {
-    const bm25_document_t *document = &self->documents[d];
-    total_length += document->length;
-    for (size_t p = 0; p < document->posting_count; p++)
-      self->document_frequency[document->term_ids[p]]++;
-  }
+  count_entry_frequencies(self);
+  for (size_t d = 0; d < self->document_count; d++)
+    total_length += self->documents[d].length;
   self->average_length =
     self->document_count ? (double) total_length / (double) self->document_count : 0.0;
   for (size_t d = 0; d < self->document_count; d++) {

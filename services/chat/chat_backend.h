@@ -20,8 +20,18 @@ struct chat_backend {
    * malloc'd reply in *reply (caller frees), or -1 with `err` set. */
   int (*reply)(chat_backend_t *self, const char *question, const chat_turn_t *history,
                size_t history_len, char **reply, stage_error_t *err);
+  /* Optional (NULL: the transcript is answered like any question). The reply when
+   * the recognizer was unsure what was said (Job.transcript_confidence below
+   * CHAT_TRANSCRIPT_MIN_CONFIDENCE): a polite fallback instead of an answer to a
+   * question nobody asked. Returns 0 and a malloc'd reply, or -1 with `err` set. */
+  int (*reply_unheard)(chat_backend_t *self, char **reply, stage_error_t *err);
   void (*destroy)(chat_backend_t **self_p);
 };
+
+/* stt backends scale Job.transcript_confidence so that below this value they were
+ * not sure of the words (typically out-of-domain speech forced onto in-domain words);
+ * the backends without a score report 1. */
+#define CHAT_TRANSCRIPT_MIN_CONFIDENCE 0.5f
 
 /* Offline default: the knowledge-base responder over KNOWLEDGE_FILE. */
 chat_backend_t *chat_kb_new(stage_error_t *err);

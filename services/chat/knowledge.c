@@ -3,11 +3,16 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define KNOWLEDGE_ERROR "bad_knowledge"
+
+/* Limits of one paraphrase template: longer ones are not a way of asking. */
+#define TEMPLATE_MAX_BYTES 1024
+#define TEMPLATE_MAX_GROUPS 16
 
 /* Where an entry sits in the file, for error messages: "entries[3] (id \"refunds\")". */
 typedef struct {
@@ -36,8 +41,166 @@ static int copy_string_field(const cJSON *object, const char *field, char **out)
   return *out ? 0 : -1;
 }
 
+/* One "(a|b|c)" group of a template: where it starts and ends in the text, and how
+ * many alternatives it holds. */
+typedef struct {
+  size_t open;
+  size_t close;
+  size_t choices;
+} template_group_t;
+
+/* Appends alternative `choice` of the group spanning text[open..close] to `out`. */
+static void append_choice(const char *text, const template_group_t *group, size_t choice,
+                          char *out, size_t *length)
+{
+  size_t start = group->open + 1;
+  for (size_t skipped = 0; skipped < choice; start++)
+    if (text[start] == '|')
+      skipped++;
+  size_t end = start;
+  while (end < group->close && text[end] != '|')
+    end++;
+  memcpy(out + *length, text + start, end - start);
+  *length += end - start;
+}
+
+/* Collapses runs of spaces and trims both ends in place; returns the new length. */
+static size_t collapse_spaces(char *sentence, size_t length)
+{
+  size_t kept = 0;
+  for (size_t i = 0; i < length; i++) {
+    bool is_space = sentence[i] == ' ' || sentence[i] == '\t';
+    if (is_space && (kept == 0 || sentence[kept - 1] == ' '))
+      continue;
+    sentence[kept++] = is_space ? ' ' : sentence[i];
+  }
+  while (kept > 0 && sentence[kept - 1] == ' ')
+    kept--;
+  sentence[kept] = '\0';
+  return kept;
+}
+
+long knowledge_expand_template(const char *text, knowledge_emit_fn *emit, void *arg,
+                               const char **problem)
+{
+  size_t text_length = strnlen(text, TEMPLATE_MAX_BYTES + 1);
+  if (text_length > TEMPLATE_MAX_BYTES) {
+    *problem = "is longer than 1024 bytes";
+    return -1;
+  }
+  template_group_t groups[TEMPLATE_MAX_GROUPS];
+  size_t group_count = 0;
+  long total = 1;
+  for (size_t i = 0; i < text_length; i++) {
+    if (text[i] == ')' || (text[i] == '|')) {
+      *problem = "has a \")\" or \"|\" outside a group";
+      return -1;
+    }
+    if (text[i] != '(')
+      continue;
+    if (group_count == TEMPLATE_MAX_GROUPS) {
+      *problem = "has more than 16 groups";
+      return -1;
+    }
+    template_group_t *group = &groups[group_count++];
+    group->open = i;
+    group->choices = 1;
+    for (i++; i < text_length && text[i] != ')'; i++) {
+      if (text[i] == '(') {
+        *problem = "nests a group inside a group";
+        return -1;
+      }
+      group->choices += text[i] == '|';
+    }
+    if (i == text_length) {
+      *problem = "has a \"(\" without its \")\"";
+      return -1;
+    }
+    group->close = i;
+    total *= (long) group->choices;
+    if (total > KNOWLEDGE_MAX_EXPANSIONS) {
+      *problem = "expands to more than 256 sentences";
+      return -1;
+    }
+  }
+  size_t choice[TEMPLATE_MAX_GROUPS] = {0};
+  char sentence[TEMPLATE_MAX_BYTES + 1];
+  for (long n = 0; n < total; n++) {
+    size_t length = 0, from = 0;
+    for (size_t g = 0; g < group_count; g++) {
+      memcpy(sentence + length, text + from, groups[g].open - from);
+      length += groups[g].open - from;
+      append_choice(text, &groups[g], choice[g], sentence, &length);
+      from = groups[g].close + 1;
+    }
+    memcpy(sentence + length, text + from, text_length - from);
+    length = collapse_spaces(sentence, length + text_length - from);
+    if (length == 0) {
+      *problem = "can expand to an empty sentence";
+      return -1;
+    }
+    if (emit(sentence, arg) != 0) {
+      *problem = "out of memory";
+      return -1;
+    }
+    /* The next combination: the last group varies fastest. */
+    for (size_t g = group_count; g > 0; g--) {
+      if (++choice[g - 1] < groups[g - 1].choices)
+        break;
+      choice[g - 1] = 0;
+    }
+  }
+  return total;
+}
+
+/* Appends one expanded paraphrase to its entry (the emit callback of parse_paraphrases). */
+static int push_paraphrase(const char *sentence, void *arg)
+{
+  knowledge_entry_t *entry = arg;
+  char **grown = realloc(entry->paraphrases, (entry->paraphrase_count + 1) * sizeof *grown);
+  if (!grown)
+    return -1;
+  entry->paraphrases = grown;
+  entry->paraphrases[entry->paraphrase_count] = strdup(sentence);
+  if (!entry->paraphrases[entry->paraphrase_count])
+    return -1;
+  entry->paraphrase_count++;
+  return 0;
+}
+
+/* The optional "paraphrases" field: an array of templates, expanded in place. */
+static int parse_paraphrases(const cJSON *json, knowledge_entry_t *entry,
+                             const entry_place_t *place, stage_error_t *err)
+{
+  const cJSON *templates = cJSON_GetObjectItemCaseSensitive(json, "paraphrases");
+  if (!templates)
+    return 0;
+  if (!cJSON_IsArray(templates))
+    return place_error(err, place, "field \"paraphrases\" must be an array of strings");
+  size_t index = 0;
+  const cJSON *item;
+  cJSON_ArrayForEach(item, templates) {
+    char problem[160];
+    const char *why = NULL;
+    if (!cJSON_IsString(item) || !item->valuestring || !item->valuestring[0])
+      why = "must be a non-empty string";
+    else if (knowledge_expand_template(item->valuestring, push_paraphrase, entry, &why) >= 0)
+      why = NULL;
+    if (why) {
+      snprintf(problem, sizeof problem, "field \"paraphrases\" item %zu %s", index, why);
+      return place_error(err, place, problem);
+    }
+    entry->template_count++;
+    index++;
+  }
+  return 0;
+}
+
 static void entry_clear(knowledge_entry_t *entry)
 {
+  for (size_t i = 0; i < entry->paraphrase_count; i++)
+    free(entry->paraphrases[i]);
+  free(entry->paraphrases);
   free(entry->id);
   for (size_t i = 0; i < entry->question_count; i++)
     free(entry->questions[i]);
@@ -77,7 +240,7 @@ static int parse_entry(const cJSON *json, knowledge_entry_t *entry, entry_place_
   }
   if (copy_string_field(json, "answer", &entry->answer) < 0)
     return place_error(err, place, "field \"answer\" must be a non-empty string");
-  return 0;
+  return parse_paraphrases(json, entry, place, err);
 }
 
 /* Parses the array `list` of `root` into *entries. An absent list is allowed only

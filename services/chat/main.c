@@ -5,6 +5,7 @@
 #include "log.h"
 #include "stage.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,13 @@ static int answer(void *backend, Avatar__Job *job, Avatar__Status *report, stage
     history[i].text = job->history[i]->text;
   }
   char *reply = NULL;
-  int rc = chat->reply(chat, question, history, job->n_history, &reply, err);
+  /* stt flags speech it could not make out; answering it would pick a topic the
+   * person never asked about. */
+  bool unheard = question == job->transcript &&
+                 job->transcript_confidence < CHAT_TRANSCRIPT_MIN_CONFIDENCE;
+  int rc = unheard && chat->reply_unheard
+             ? chat->reply_unheard(chat, &reply, err)
+             : chat->reply(chat, question, history, job->n_history, &reply, err);
   free(history);
   if (rc != 0)
     return -1;

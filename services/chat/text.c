@@ -17,6 +17,11 @@ static const char *const stop_words[] = {
   "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "too", "until",
   "up", "us", "very", "want", "was", "we", "were", "what", "when", "where", "which", "who", "why",
   "will", "with", "would", "you", "your", "yours",
+  /* pronouns, quantifiers and adverbs people add when they speak freely */
+  "anybody", "anyone", "anywhere", "somewhere", "everyone", "each", "every", "exactly",
+  "easily", "still", "ever", "else", "guys", "guy", "folks", "i'm", "im", "per", "way",
+  "possible", "able", "okay", "sure", "whether", "soon", "quickly", "fast", "there's",
+  "use", "using", "user",
 };
 
 /* Fillers that carry nothing in either mode: "ok bye" is "bye", and "how are you
@@ -24,6 +29,62 @@ static const char *const stop_words[] = {
 static const char *const filler_words[] = {
   "ok", "okay", "oh", "um", "uh", "er", "erm", "hmm", "alright", "please", "actually", "today",
   "now",
+};
+
+/* The 500 most likely words of PocketSphinx's generic en-us language model (Debian
+ * pocketsphinx-en-us), sorted. A question word the knowledge base never uses counts
+ * as evidence of another topic, unless it is this common: "can i swap it for another
+ * one" is still about exchanges, "what's the capital of france" is not. */
+static const char *const common_words[] = {
+  "a", "able", "about", "actually", "after", "again", "against", "age", "ago", "agree", "ah",
+  "all", "almost", "already", "also", "always", "am", "american", "an", "and", "another",
+  "any", "anyone", "anything", "are", "area", "aren't", "around", "as", "ask", "asked", "at",
+  "away", "back", "bad", "be", "because", "become", "been", "before", "being", "believe",
+  "best", "better", "between", "big", "bit", "both", "business", "but", "buy", "by", "call",
+  "called", "came", "can", "can't", "car", "care", "case", "cause", "change", "children",
+  "city", "close", "college", "come", "comes", "coming", "company", "computer", "cool",
+  "could", "couldn't", "country", "couple", "course", "day", "days", "deal", "definitely",
+  "did", "didn't", "different", "do", "does", "doesn't", "doing", "dollars", "don't", "done",
+  "down", "during", "each", "easy", "eat", "eight", "eighty", "either", "else", "end",
+  "enough", "er", "especially", "even", "ever", "every", "everybody", "everyone", "everything",
+  "exactly", "experience", "face", "fact", "family", "far", "feel", "few", "fifteen", "fifty",
+  "find", "fine", "first", "five", "food", "for", "forty", "found", "four", "free", "friend",
+  "friends", "from", "full", "fun", "funny", "game", "games", "get", "gets", "getting", "give",
+  "given", "go", "god", "goes", "going", "gonna", "good", "got", "government", "great",
+  "group", "guess", "guy", "guys", "had", "half", "hand", "happen", "happened", "happy",
+  "hard", "has", "have", "haven't", "having", "he", "he's", "head", "health", "hear", "heard",
+  "help", "her", "here", "hey", "hi", "high", "him", "his", "hit", "home", "hope", "hours",
+  "house", "how", "however", "huh", "hundred", "i", "i'd", "i'll", "i'm", "i've", "idea", "if",
+  "important", "in", "instead", "interesting", "into", "is", "isn't", "issue", "it", "it's",
+  "its", "job", "just", "keep", "kids", "kind", "kinda", "knew", "know", "last", "later",
+  "least", "leave", "left", "less", "let", "let's", "level", "life", "like", "likely", "line",
+  "little", "live", "living", "long", "look", "looking", "looks", "lost", "lot", "love",
+  "made", "make", "makes", "making", "man", "many", "market", "matter", "may", "maybe", "me",
+  "mean", "means", "men", "might", "million", "mind", "minutes", "money", "month", "months",
+  "more", "most", "move", "movie", "mr", "much", "must", "my", "myself", "name", "need",
+  "needs", "never", "new", "news", "next", "nice", "night", "nine", "ninety", "no", "not",
+  "nothing", "now", "number", "of", "off", "often", "oh", "okay", "old", "on", "once", "one",
+  "ones", "only", "open", "or", "other", "others", "our", "out", "outside", "over", "own",
+  "parents", "part", "past", "pay", "people", "percent", "person", "phone", "place", "play",
+  "playing", "please", "point", "possible", "post", "power", "president", "pretty", "probably",
+  "problem", "public", "put", "question", "quite", "rather", "read", "real", "really",
+  "reason", "remember", "right", "room", "run", "said", "same", "saw", "say", "saying", "says",
+  "school", "second", "see", "seem", "seems", "seen", "sense", "set", "seven", "seventy",
+  "she", "she's", "shit", "should", "show", "side", "since", "six", "sixty", "small", "so",
+  "some", "somebody", "someone", "something", "sometimes", "sorry", "sort", "start", "started",
+  "state", "states", "stay", "still", "stop", "story", "stuff", "such", "support", "supposed",
+  "sure", "system", "t", "take", "taking", "talk", "talking", "team", "tell", "ten", "than",
+  "thank", "thanks", "that", "that's", "the", "their", "them", "then", "there", "there's",
+  "these", "they", "they're", "thing", "things", "think", "thinking", "thirty", "this",
+  "those", "though", "thought", "thousand", "three", "through", "time", "times", "to", "today",
+  "together", "told", "too", "took", "top", "true", "try", "trying", "turn", "twenty", "two",
+  "under", "understand", "united", "until", "up", "us", "use", "used", "using", "usually", "v",
+  "very", "wait", "want", "wanted", "war", "was", "wasn't", "watch", "water", "way", "we",
+  "we're", "we've", "week", "well", "went", "were", "what", "what's", "whatever", "when",
+  "where", "whether", "which", "while", "white", "who", "whole", "why", "will", "with",
+  "without", "women", "won't", "work", "working", "world", "would", "wouldn't", "wow", "wrong",
+  "yeah", "year", "years", "yes", "yet", "york", "you", "you're", "you've", "young", "your",
+  "yourself", "zero",
 };
 
 /* Two spoken words that mean one thing (and that speech recognisers split). */
@@ -35,6 +96,11 @@ static const struct {
   { "wi", "fi", "wifi" },       { "e", "mail", "email" },    { "log", "in", "sign" },
   { "log", "on", "sign" },      { "sign", "in", "sign" },    { "money", "back", "refund" },
   { "how", "much", "price" },   { "car", "park", "parking" }, { "gift", "voucher", "gift" },
+  { "drop", "in", "visit" },    { "drop", "by", "visit" },   { "stop", "by", "visit" },
+  { "come", "by", "visit" },    { "pop", "in", "visit" },     { "in", "touch", "contact" },
+  { "locked", "out", "sign" },  { "get", "online", "wifi" },  { "go", "online", "wifi" },
+  { "new", "year", "holiday" }, { "money", "off", "discount" }, { "file", "a", "complaint" },
+  { "sign", "up", "plan" },     { "set", "up", "book" },
 };
 
 /* Different words people use for one topic, folded onto the word the knowledge base
@@ -73,7 +139,16 @@ static const struct {
   { "paid", "pay" },            { "passcode", "password" },    { "forgot", "reset" },
   { "forgotten", "reset" },     { "forget", "reset" },         { "information", "data" },
   { "info", "data" },           { "details", "data" },         { "complain", "complaint" },  { "stuff", "order" },         { "amex", "american" },
-  { "visa", "card" },           { "mastercard", "card" },      { "debit", "credit" },
+  { "visa", "card" },           { "easter", "holiday" },       { "christmas", "holiday" },
+  { "thanksgiving", "holiday" }, { "dial", "phone" },
+  { "reach", "contact" },       { "swap", "exchange" },        { "unsubscribe", "cancel" },
+  { "expiry", "expire" },       { "expiration", "expire" },    { "valid", "expire" },
+  { "guaranteed", "warranty" }, { "place", "store" },          { "website", "online" },
+  { "site", "online" },         { "web", "online" },           { "customer", "personal" },
+  { "vacancies", "job" },       { "recruit", "job" },          { "employment", "job" },
+  { "entrance", "access" },     { "pup", "pet" },              { "nearby", "near" },
+  { "sale", "sell" },           { "received", "got" },              { "delivered", "shipping" },
+  { "mastercard", "card" },      { "debit", "credit" },
   /* what an electronics shop sells is "an item" to every policy */
   { "product", "item" },        { "headphone", "item" },       { "laptop", "item" },
   { "computer", "item" },       { "television", "item" },      { "tv", "item" },
@@ -359,6 +434,26 @@ int text_terms_append(text_terms_t *terms, const char *text, text_mode_t mode)
   }
   text_terms_clear(&words);
   return rc;
+}
+
+static int compare_words(const void *a, const void *b)
+{
+  return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+bool text_is_common_term(const char *term)
+{
+  /* Exact words first (most terms are their own stem), then stem against stem. */
+  if (bsearch(&term, common_words, COUNT_OF(common_words), sizeof *common_words, compare_words))
+    return true;
+  for (size_t i = 0; i < COUNT_OF(common_words); i++) {
+    char stem[TEXT_MAX_WORD + 1];
+    snprintf(stem, sizeof stem, "%s", common_words[i]);
+    text_stem(stem);
+    if (strcmp(stem, term) == 0)
+      return true;
+  }
+  return false;
 }
 
 bool text_is_follow_up(const char *text)

@@ -46,6 +46,11 @@ void text_terms_clear(text_terms_t *terms);
  * of every comparison go through it. */
 void text_stem(char *word);
 
+/* True when the index term `term` (as text_terms_append makes it) is one of the
+ * most common English words: its absence from the knowledge base says little
+ * about what the question is about. */
+bool text_is_common_term(const char *term);
+
 /* True when `text` reads as a follow-up that leans on the previous question:
  * it starts with "and", "also", "what about", "how about", or it is a short
  * question pointing back with "it", "that", "this", "they" or "them". */

@@ -1,22 +1,30 @@
-/* lmgen: build-time tool that turns the knowledge base into PocketSphinx's domain
- * language model. The generic en-us model gets most words of our questions wrong;
- * a small trigram model over the phrasings people actually use, plus a dictionary of
- * only those words, makes the decoder both accurate and fast.
+/* lmgen: the language model and dictionary built from the knowledge base (see
+ * lmgen.h for the corpus and its weights).
  *
- *   lmgen KNOWLEDGE_JSON CMUDICT OUT_LM OUT_DICT
+ * Every sentence is normalized the way a person would say it (lower case, no
+ * punctuation, numbers as words). A word of the domain without pronunciation fails,
+ * naming the word; general-English and generic-model words without one are skipped.
  *
- * Every phrasing in entries[].questions and small_talk[].questions becomes one
- * sentence, normalized the way a person would say it (lower case, no punctuation,
- * numbers as words). The model is an ARPA trigram with Witten-Bell discounting and
- * back-off weights; the dictionary keeps every cmudict pronunciation of each word.
- * A word without pronunciation fails the build, naming the word. */
-#include <cjson/cJSON.h>
+ * One build is a short computation that either finishes or gives up: every
+ * allocation and the open file belong to its context, and an error jumps back to
+ * lmgen_build, which frees them all. That keeps the many small steps free of error
+ * plumbing while a failed build, run inside the stt worker, leaks nothing. */
+#include "lmgen.h"
+
+#include "knowledge.h"
+
+#include <sphinxbase/err.h>
+#include <sphinxbase/logmath.h>
+#include <sphinxbase/ngram_model.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <setjmp.h>
+#include <stdalign.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +33,28 @@
 
 enum { MAX_ORDER = 3, MAX_FILE_BYTES = 64 * 1024 * 1024 };
 
+/* Answers mention many things in passing: their sentences count half a phrasing. */
+#define ANSWER_WEIGHT 0.5
+
+/* Every allocation of a build sits behind this header in a doubly linked list. */
+typedef union block {
+  struct {
+    union block *prev;
+    union block *next;
+  } links;
+  max_align_t align;
+} block_t;
+
+typedef struct {
+  jmp_buf failed;
+  stage_error_t *err;
+  block_t blocks;                   /* list head; prev/next point to itself when empty */
+  FILE *file;                       /* the file being read or written, closed on failure */
+} lmgen_t;
+
 /* A growing NUL-terminated string. */
 typedef struct {
+  lmgen_t *ctx;
   char *text;
   size_t length;
   size_t capacity;
@@ -49,12 +77,14 @@ typedef struct {
   size_t first_token;               /* index of its first token in corpus_t.tokens */
   int *words;                       /* ids framed by <s> and </s>, once the vocabulary exists */
   size_t count;
+  double weight;                    /* how much each of its n-grams counts */
+  bool is_domain;                   /* from the knowledge base: every word must be pronounceable */
   const char *source;               /* the phrasing it came from, for error messages */
 } sentence_t;
 
 typedef struct {
   int words[MAX_ORDER];
-  unsigned count;
+  double count;                     /* weighted */
   double log_prob;                  /* log10 */
   double log_backoff;               /* log10; only meaningful when has_backoff */
   bool has_backoff;
@@ -66,37 +96,79 @@ typedef struct {
   size_t capacity;
 } ngram_list_t;
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(lmgen_t *ctx, const char *code, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4), noreturn));
 
-/* A build tool ends on the first error: the OS reclaims memory, make sees the status. */
-static void fail(const char *fmt, ...)
+static void fail(lmgen_t *ctx, const char *code, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
-  fputs("lmgen: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  char message[sizeof ctx->err->message];
+  vsnprintf(message, sizeof message, fmt, ap);
   va_end(ap);
-  exit(1);
+  stage_error_set(ctx->err, code, "%s", message);
+  longjmp(ctx->failed, 1);
 }
 
-static void *xrealloc(void *ptr, size_t count, size_t size)
+static void block_link(lmgen_t *ctx, block_t *block)
 {
-  if (size && count > SIZE_MAX / size)
-    fail("allocation too large");
-  size_t bytes = count * size;
-  void *grown = realloc(ptr, bytes ? bytes : 1);
-  if (!grown)
-    fail("out of memory");
-  return grown;
+  block->links.prev = &ctx->blocks;
+  block->links.next = ctx->blocks.links.next;
+  ctx->blocks.links.next->links.prev = block;
+  ctx->blocks.links.next = block;
 }
 
-static char *xstrdup(const char *text)
+static void block_unlink(block_t *block)
 {
-  char *copy = strdup(text);
-  if (!copy)
-    fail("out of memory");
+  block->links.prev->links.next = block->links.next;
+  block->links.next->links.prev = block->links.prev;
+}
+
+/* realloc for memory the context owns; NULL `ptr` allocates. */
+static void *xrealloc(lmgen_t *ctx, void *ptr, size_t count, size_t size)
+{
+  if (size && count > (SIZE_MAX - sizeof(block_t)) / size)
+    fail(ctx, "lmgen_failed", "allocation too large");
+  block_t *old = ptr ? (block_t *) ptr - 1 : NULL;
+  if (old)
+    block_unlink(old);
+  block_t *grown = realloc(old, sizeof(block_t) + count * size);
+  if (!grown) {
+    if (old)
+      block_link(ctx, old);       /* still owned, freed with the rest */
+    fail(ctx, "lmgen_failed", "out of memory");
+  }
+  block_link(ctx, grown);
+  return grown + 1;
+}
+
+static void xfree(void *ptr)
+{
+  if (!ptr)
+    return;
+  block_t *block = (block_t *) ptr - 1;
+  block_unlink(block);
+  free(block);
+}
+
+static char *xstrdup(lmgen_t *ctx, const char *text)
+{
+  size_t length = strlen(text);
+  char *copy = xrealloc(ctx, NULL, length + 1, 1);
+  memcpy(copy, text, length + 1);
   return copy;
+}
+
+static void free_all(lmgen_t *ctx)
+{
+  while (ctx->blocks.links.next != &ctx->blocks) {
+    block_t *block = ctx->blocks.links.next;
+    block_unlink(block);
+    free(block);
+  }
+  if (ctx->file)
+    fclose(ctx->file);
+  ctx->file = NULL;
 }
 
 static void strbuf_append(strbuf_t *buf, const char *text, size_t length)
@@ -105,7 +177,7 @@ static void strbuf_append(strbuf_t *buf, const char *text, size_t length)
     size_t capacity = buf->capacity ? buf->capacity : 64;
     while (capacity < buf->length + length + 1)
       capacity *= 2;
-    buf->text = xrealloc(buf->text, capacity, 1);
+    buf->text = xrealloc(buf->ctx, buf->text, capacity, 1);
     buf->capacity = capacity;
   }
   memcpy(buf->text + buf->length, text, length);
@@ -121,24 +193,38 @@ static void strbuf_word(strbuf_t *buf, const char *word)
   strbuf_append(buf, word, strlen(word));
 }
 
-static char *file_read(const char *path, size_t *size_out)
+static FILE *file_open(lmgen_t *ctx, const char *path, const char *mode)
 {
-  FILE *file = fopen(path, "rb");
-  if (!file)
-    fail("cannot open %s: %s", path, strerror(errno));
-  strbuf_t buf = {0};
+  ctx->file = fopen(path, mode);
+  if (!ctx->file)
+    fail(ctx, "lmgen_failed", "cannot open %s: %s", path, strerror(errno));
+  return ctx->file;
+}
+
+static void file_close(lmgen_t *ctx, const char *path)
+{
+  FILE *file = ctx->file;
+  ctx->file = NULL;
+  if (fclose(file) != 0)
+    fail(ctx, "lmgen_failed", "cannot write %s: %s", path, strerror(errno));
+}
+
+static char *file_read(lmgen_t *ctx, const char *path, size_t *size_out)
+{
+  FILE *file = file_open(ctx, path, "rb");
+  strbuf_t buf = {.ctx = ctx};
   char chunk[65536];
   size_t got;
   while ((got = fread(chunk, 1, sizeof chunk, file)) > 0) {
     if (buf.length + got > MAX_FILE_BYTES)
-      fail("%s is larger than %d bytes", path, MAX_FILE_BYTES);
+      fail(ctx, "lmgen_failed", "%s is larger than %d bytes", path, MAX_FILE_BYTES);
     strbuf_append(&buf, chunk, got);
   }
   if (ferror(file))
-    fail("cannot read %s", path);
-  fclose(file);
+    fail(ctx, "lmgen_failed", "cannot read %s", path);
+  file_close(ctx, path);
   if (!buf.text)
-    fail("%s is empty", path);
+    fail(ctx, "lmgen_failed", "%s is empty", path);
   *size_out = buf.length;
   return buf.text;
 }
@@ -322,9 +408,9 @@ static size_t say_number_token(strbuf_t *out, const char *text, bool is_money)
 
 /* Lower-cases `text`, spells numbers and symbols, and drops other punctuation.
  * Apostrophes and hyphens inside words stay (we're, e-mail); the dictionary decides. */
-static char *normalize(const char *text)
+static char *normalize(lmgen_t *ctx, const char *text)
 {
-  strbuf_t out = {0};
+  strbuf_t out = {.ctx = ctx};
   strbuf_append(&out, "", 0);
   char word[128];
   size_t word_length = 0;
@@ -374,10 +460,10 @@ static int pronunciation_compare(const void *a, const void *b)
   return x->line < y->line ? -1 : x->line > y->line;   /* file order: word before word(2) */
 }
 
-static void cmudict_load(cmudict_t *dict, const char *path)
+static void cmudict_load(lmgen_t *ctx, cmudict_t *dict, const char *path)
 {
   size_t size;
-  dict->file = file_read(path, &size);
+  dict->file = file_read(ctx, path, &size);
   size_t capacity = 0;
   for (char *line = dict->file; line && *line;) {
     char *end = strchr(line, '\n');
@@ -393,14 +479,14 @@ static void cmudict_load(cmudict_t *dict, const char *path)
     if (key_length && line[key_length]) {
       if (dict->count == capacity) {
         capacity = capacity ? capacity * 2 : 1024;
-        dict->entries = xrealloc(dict->entries, capacity, sizeof *dict->entries);
+        dict->entries = xrealloc(ctx, dict->entries, capacity, sizeof *dict->entries);
       }
       dict->entries[dict->count++] = (pronunciation_t) {line, base_length};
     }
     line = end ? end + 1 : NULL;
   }
   if (!dict->count)
-    fail("%s holds no pronunciations", path);
+    fail(ctx, "lmgen_failed", "%s holds no pronunciations", path);
   qsort(dict->entries, dict->count, sizeof *dict->entries, pronunciation_compare);
 }
 
@@ -458,8 +544,6 @@ static bool dict_write_word(FILE *out, const cmudict_t *dict, const char *word)
     const pronunciation_t *head = cmudict_find(dict, word, split, &head_count);
     const pronunciation_t *tail = cmudict_find(dict, word + split, length - split, &tail_count);
     if (head && tail) {
-      fprintf(stderr, "lmgen: note: \"%s\" pronounced as \"%.*s\" + \"%s\"\n", word, (int) split,
-              word, word + split);
       fprintf(out, "%s %s %s\n", word, phones_of(head), phones_of(tail));
       return true;
     }
@@ -481,74 +565,124 @@ typedef struct {
   char **tokens;                    /* every token in order, before ids exist */
   size_t token_count;
   size_t token_capacity;
+  double domain_weight;             /* total weight of the knowledge-base sentences */
 } corpus_t;
 
-static void corpus_add_token(corpus_t *corpus, char *token)
+/* A word that only the open vocabulary brings: a unigram with a count. */
+typedef struct {
+  char *word;
+  double count;
+} extra_word_t;
+
+typedef struct {
+  extra_word_t *items;
+  size_t count;
+} extra_words_t;
+
+static void corpus_add_token(lmgen_t *ctx, corpus_t *corpus, char *token)
 {
   if (corpus->token_count == corpus->token_capacity) {
     corpus->token_capacity = corpus->token_capacity ? corpus->token_capacity * 2 : 1024;
-    corpus->tokens = xrealloc(corpus->tokens, corpus->token_capacity, sizeof *corpus->tokens);
+    corpus->tokens = xrealloc(ctx, corpus->tokens, corpus->token_capacity, sizeof *corpus->tokens);
   }
   corpus->tokens[corpus->token_count++] = token;
 }
 
 /* Splits a normalized phrasing into tokens; a hyphenated word the dictionary does not
- * know becomes its parts (follow-up -> follow up). */
-static void corpus_add_sentence(corpus_t *corpus, const cmudict_t *dict, const char *phrasing)
+ * know becomes its parts (follow-up -> follow up). A general sentence holding a word
+ * without pronunciation is skipped whole: it would teach the model a word it cannot
+ * hear. */
+static void corpus_add_sentence(lmgen_t *ctx, corpus_t *corpus, const cmudict_t *dict,
+                                const char *phrasing, double weight, bool is_domain)
 {
-  char *text = normalize(phrasing);
+  char *text = normalize(ctx, phrasing);
   size_t first = corpus->token_count;
   for (char *save = NULL, *word = strtok_r(text, " ", &save); word;
        word = strtok_r(NULL, " ", &save)) {
     if (strchr(word, '-') && !cmudict_has(dict, word)) {
       for (char *inner = NULL, *part = strtok_r(word, "-", &inner); part;
            part = strtok_r(NULL, "-", &inner))
-        corpus_add_token(corpus, xstrdup(part));
+        corpus_add_token(ctx, corpus, xstrdup(ctx, part));
     } else {
-      corpus_add_token(corpus, xstrdup(word));
+      corpus_add_token(ctx, corpus, xstrdup(ctx, word));
     }
   }
-  free(text);
-  if (corpus->token_count == first)
-    return;                         /* punctuation only: nothing a person says */
+  xfree(text);
+  bool pronounceable = true;
+  for (size_t i = first; !is_domain && i < corpus->token_count; i++)
+    pronounceable = pronounceable && cmudict_has(dict, corpus->tokens[i]);
+  if (corpus->token_count == first || !pronounceable) {
+    while (corpus->token_count > first)           /* nothing a person says, or unsayable */
+      xfree(corpus->tokens[--corpus->token_count]);
+    return;
+  }
   if (corpus->count == corpus->capacity) {
     corpus->capacity = corpus->capacity ? corpus->capacity * 2 : 256;
-    corpus->sentences = xrealloc(corpus->sentences, corpus->capacity, sizeof *corpus->sentences);
+    corpus->sentences = xrealloc(ctx, corpus->sentences, corpus->capacity,
+                                 sizeof *corpus->sentences);
   }
   corpus->sentences[corpus->count++] = (sentence_t) {
-    .first_token = first, .words = NULL, .count = corpus->token_count - first, .source = phrasing};
+    .first_token = first, .words = NULL, .count = corpus->token_count - first, .weight = weight,
+    .is_domain = is_domain, .source = phrasing};
+  if (is_domain)
+    corpus->domain_weight += weight;
 }
 
-static void corpus_add_questions(corpus_t *corpus, const cmudict_t *dict, const cJSON *root,
-                                 const char *section)
+/* Adds the sentences of an answer: split at '.', '!' and '?' followed by a space,
+ * so "9 AM to 6 PM. We're closed" gives two sentences and "brightside.example" one. */
+static void corpus_add_answer(lmgen_t *ctx, corpus_t *corpus, const cmudict_t *dict,
+                              const char *answer)
 {
-  const cJSON *items = cJSON_GetObjectItemCaseSensitive(root, section);
-  if (!items)
-    return;
-  if (!cJSON_IsArray(items))
-    fail("\"%s\" must be an array", section);
-  const cJSON *item;
-  cJSON_ArrayForEach(item, items) {
-    const cJSON *questions = cJSON_GetObjectItemCaseSensitive(item, "questions");
-    if (!cJSON_IsArray(questions))
-      fail("every item of \"%s\" needs a \"questions\" array", section);
-    const cJSON *question;
-    cJSON_ArrayForEach(question, questions) {
-      if (!cJSON_IsString(question))
-        fail("a question in \"%s\" is not a string", section);
-      corpus_add_sentence(corpus, dict, question->valuestring);
-    }
+  const char *start = answer;
+  for (const char *p = answer;; p++) {
+    bool end = !*p || (strchr(".!?", *p) && (!p[1] || p[1] == ' '));
+    if (!end)
+      continue;
+    size_t length = (size_t) (p - start);
+    char *sentence = xrealloc(ctx, NULL, length + 1, 1);
+    memcpy(sentence, start, length);
+    sentence[length] = '\0';
+    corpus_add_sentence(ctx, corpus, dict, sentence, ANSWER_WEIGHT, true);
+    if (!*p || !p[1])
+      break;
+    start = p + 1;
   }
 }
 
-static void corpus_release(corpus_t *corpus)
+static void corpus_add_entries(lmgen_t *ctx, corpus_t *corpus, const cmudict_t *dict,
+                               const knowledge_entry_t *entries, size_t count, bool with_answers)
 {
-  for (size_t i = 0; i < corpus->token_count; i++)
-    free(corpus->tokens[i]);
-  for (size_t s = 0; s < corpus->count; s++)
-    free(corpus->sentences[s].words);
-  free(corpus->tokens);
-  free(corpus->sentences);
+  for (size_t e = 0; e < count; e++) {
+    const knowledge_entry_t *entry = &entries[e];
+    for (size_t q = 0; q < entry->question_count; q++)
+      corpus_add_sentence(ctx, corpus, dict, entry->questions[q], 1.0, true);
+    /* The expansions of all templates share LMGEN_TEMPLATE_WEIGHT per template, so a
+     * template with many alternatives does not drown the written questions. The entry
+     * records only the expansions, so the share is spread evenly over them. */
+    double each = entry->paraphrase_count
+                    ? LMGEN_TEMPLATE_WEIGHT * (double) entry->template_count /
+                        (double) entry->paraphrase_count
+                    : 0.0;
+    for (size_t p = 0; p < entry->paraphrase_count; p++)
+      corpus_add_sentence(ctx, corpus, dict, entry->paraphrases[p], each, true);
+    if (with_answers)
+      corpus_add_answer(ctx, corpus, dict, entry->answer);
+  }
+}
+
+/* Adds every line of the general-English file ('#' starts a comment) at weight 1;
+ * lmgen_build scales them once the domain's weight is known. */
+static void corpus_add_general(lmgen_t *ctx, corpus_t *corpus, const cmudict_t *dict,
+                               const char *path)
+{
+  size_t size;
+  char *text = file_read(ctx, path, &size);
+  for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
+    line += strspn(line, " \t");
+    if (*line && *line != '#')
+      corpus_add_sentence(ctx, corpus, dict, xstrdup(ctx, line), 1.0, false);
+  }
 }
 
 static int string_compare(const void *a, const void *b)
@@ -556,43 +690,130 @@ static int string_compare(const void *a, const void *b)
   return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-static int vocabulary_id(const vocabulary_t *vocab, const char *word)
+static int vocabulary_id(lmgen_t *ctx, const vocabulary_t *vocab, const char *word)
 {
   char *const *found = bsearch(&word, vocab->words, vocab->count, sizeof *vocab->words,
                                string_compare);
   if (!found)
-    fail("internal error: \"%s\" missing from the vocabulary", word);
+    fail(ctx, "lmgen_failed", "internal error: \"%s\" missing from the vocabulary", word);
   return (int) (found - vocab->words);
 }
 
-static void vocabulary_build(vocabulary_t *vocab, const corpus_t *corpus)
+static void vocabulary_build(lmgen_t *ctx, vocabulary_t *vocab, const corpus_t *corpus,
+                             const extra_words_t *extra)
 {
-  vocab->words = xrealloc(NULL, corpus->token_count + 2, sizeof *vocab->words);
+  size_t total = corpus->token_count + extra->count + 2;
+  vocab->words = xrealloc(ctx, NULL, total, sizeof *vocab->words);
   memcpy(vocab->words, corpus->tokens, corpus->token_count * sizeof *vocab->words);
-  vocab->words[corpus->token_count] = "<s>";
-  vocab->words[corpus->token_count + 1] = "</s>";
-  qsort(vocab->words, corpus->token_count + 2, sizeof *vocab->words, string_compare);
+  for (size_t i = 0; i < extra->count; i++)
+    vocab->words[corpus->token_count + i] = extra->items[i].word;
+  vocab->words[total - 2] = "<s>";
+  vocab->words[total - 1] = "</s>";
+  qsort(vocab->words, total, sizeof *vocab->words, string_compare);
   size_t unique = 0;
-  for (size_t i = 0; i < corpus->token_count + 2; i++)
+  for (size_t i = 0; i < total; i++)
     if (!unique || strcmp(vocab->words[unique - 1], vocab->words[i]))
       vocab->words[unique++] = vocab->words[i];
   vocab->count = unique;
 }
 
 /* Replaces token positions with word ids, framing each sentence with <s> and </s>. */
-static void corpus_assign_ids(corpus_t *corpus, const vocabulary_t *vocab)
+static void corpus_assign_ids(lmgen_t *ctx, corpus_t *corpus, const vocabulary_t *vocab)
 {
-  int start = vocabulary_id(vocab, "<s>"), end = vocabulary_id(vocab, "</s>");
+  int start = vocabulary_id(ctx, vocab, "<s>"), end = vocabulary_id(ctx, vocab, "</s>");
   for (size_t s = 0; s < corpus->count; s++) {
     sentence_t *sentence = &corpus->sentences[s];
-    int *ids = xrealloc(NULL, sentence->count + 2, sizeof *ids);
+    int *ids = xrealloc(ctx, NULL, sentence->count + 2, sizeof *ids);
     ids[0] = start;
     for (size_t i = 0; i < sentence->count; i++)
-      ids[i + 1] = vocabulary_id(vocab, corpus->tokens[sentence->first_token + i]);
+      ids[i + 1] = vocabulary_id(ctx, vocab, corpus->tokens[sentence->first_token + i]);
     ids[sentence->count + 1] = end;
     sentence->words = ids;
     sentence->count += 2;
   }
+}
+
+/* ---- the open vocabulary from a generic model ---- */
+
+typedef struct {
+  const char *word;
+  double prob;
+} ranked_word_t;
+
+static int ranked_compare(const void *a, const void *b)
+{
+  const ranked_word_t *x = a, *y = b;
+  if (x->prob != y->prob)
+    return x->prob > y->prob ? -1 : 1;
+  return strcmp(x->word, y->word);
+}
+
+/* A word the decoder can use: lower-case letters and inner apostrophes only. */
+static bool is_plain_word(const char *word)
+{
+  if (!islower((unsigned char) word[0]))
+    return false;
+  for (const char *p = word; *p; p++)
+    if (!islower((unsigned char) *p) && *p != '\'')
+      return false;
+  return true;
+}
+
+/* Reads the `limit` most likely pronounceable words of the generic model, with
+ * counts summing to `mass` in proportion to their probabilities. */
+static void generic_words_load(lmgen_t *ctx, const char *path, size_t limit, double mass,
+                               const cmudict_t *dict, extra_words_t *extra)
+{
+  err_set_logfp(NULL);              /* sphinxbase would print its own progress */
+  logmath_t *logmath = logmath_init(1.0001, 0, 0);
+  ngram_model_t *model = logmath ? ngram_model_read(NULL, path, NGRAM_AUTO, logmath) : NULL;
+  if (!model) {
+    logmath_free(logmath);
+    fail(ctx, "lmgen_failed", "cannot read the generic language model %s", path);
+  }
+  uint32 const *counts = ngram_model_get_counts(model);
+  size_t unigram_count = counts[0];
+  ranked_word_t *ranked = realloc(NULL, (unigram_count ? unigram_count : 1) * sizeof *ranked);
+  size_t ranked_count = 0;
+  for (int32 wid = 0; ranked && (size_t) wid < unigram_count; wid++) {
+    const char *word = ngram_word(model, wid);
+    if (!word || !is_plain_word(word) || !cmudict_has(dict, word))
+      continue;
+    ranked[ranked_count].word = word;
+    ranked[ranked_count].prob = logmath_exp(logmath, ngram_probv(model, word, NULL));
+    ranked_count++;
+  }
+  if (ranked) {
+    qsort(ranked, ranked_count, sizeof *ranked, ranked_compare);
+    if (ranked_count > limit)
+      ranked_count = limit;
+    double total = 0.0;
+    for (size_t i = 0; i < ranked_count; i++)
+      total += ranked[i].prob;
+    extra->items = calloc(ranked_count ? ranked_count : 1, sizeof *extra->items);
+    for (size_t i = 0; extra->items && i < ranked_count; i++) {
+      extra->items[i].word = strdup(ranked[i].word);
+      if (!extra->items[i].word)
+        break;
+      extra->items[i].count = mass * ranked[i].prob / total;
+      extra->count++;
+    }
+  }
+  bool complete = ranked && extra->items && extra->count == ranked_count;
+  free(ranked);
+  ngram_model_free(model);
+  logmath_free(logmath);
+  /* Copied into the context only now that sphinxbase's memory is released. */
+  extra_word_t *owned = xrealloc(ctx, NULL, extra->count ? extra->count : 1, sizeof *owned);
+  for (size_t i = 0; i < extra->count; i++) {
+    owned[i].word = complete ? xstrdup(ctx, extra->items[i].word) : NULL;
+    owned[i].count = extra->items[i].count;
+    free(extra->items[i].word);
+  }
+  free(extra->items);
+  extra->items = owned;
+  if (!complete)
+    fail(ctx, "lmgen_failed", "out of memory reading %s", path);
 }
 
 /* ---- n-gram counts and Witten-Bell estimates ---- */
@@ -607,26 +828,27 @@ static int ngram_compare(const void *a, const void *b)
   return 0;
 }
 
-static void ngram_list_push(ngram_list_t *list, const int *words, int order)
+static void ngram_list_push(lmgen_t *ctx, ngram_list_t *list, const int *words, int order,
+                            double weight)
 {
   if (list->count == list->capacity) {
     list->capacity = list->capacity ? list->capacity * 2 : 1024;
-    list->items = xrealloc(list->items, list->capacity, sizeof *list->items);
+    list->items = xrealloc(ctx, list->items, list->capacity, sizeof *list->items);
   }
   ngram_t *gram = &list->items[list->count++];
   memset(gram, 0, sizeof *gram);
   memcpy(gram->words, words, (size_t) order * sizeof *words);
-  gram->count = 1;
+  gram->count = weight;
 }
 
-/* Sorts the occurrences and merges equal n-grams into counts. */
+/* Sorts the occurrences and merges equal n-grams, summing their weights. */
 static void ngram_list_merge(ngram_list_t *list)
 {
   qsort(list->items, list->count, sizeof *list->items, ngram_compare);
   size_t unique = 0;
   for (size_t i = 0; i < list->count; i++) {
     if (unique && !ngram_compare(&list->items[unique - 1], &list->items[i]))
-      list->items[unique - 1].count++;
+      list->items[unique - 1].count += list->items[i].count;
     else
       list->items[unique++] = list->items[i];
   }
@@ -643,11 +865,11 @@ static ngram_t *ngram_find(ngram_list_t *list, const int *words, int order)
 /* Estimates order `order` (>= 2) from its counts. Witten-Bell: a history seen C times
  * followed by T distinct words keeps c/(C+T) for each seen word and leaves T/(C+T) to
  * the lower order, scaled by the back-off weight so that the distribution sums to one. */
-static void estimate_order(ngram_list_t *grams, ngram_list_t *lower, int order)
+static void estimate_order(lmgen_t *ctx, ngram_list_t *grams, ngram_list_t *lower, int order)
 {
   for (size_t first = 0; first < grams->count;) {
     size_t last = first;
-    unsigned history_count = 0;
+    double history_count = 0.0;
     while (last < grams->count &&
            !memcmp(grams->items[last].words, grams->items[first].words,
                    (size_t) (order - 1) * sizeof(int))) {
@@ -655,18 +877,18 @@ static void estimate_order(ngram_list_t *grams, ngram_list_t *lower, int order)
       last++;
     }
     double types = (double) (last - first);
-    double total = (double) history_count + types;
+    double total = history_count + types;
     double lower_mass = 0.0;
     for (size_t i = first; i < last; i++) {
-      grams->items[i].log_prob = log10((double) grams->items[i].count / total);
+      grams->items[i].log_prob = log10(grams->items[i].count / total);
       ngram_t *shorter = ngram_find(lower, grams->items[i].words + 1, order - 1);
       if (!shorter)
-        fail("internal error: lower-order n-gram missing");
+        fail(ctx, "lmgen_failed", "internal error: lower-order n-gram missing");
       lower_mass += pow(10.0, shorter->log_prob);
     }
     ngram_t *history = ngram_find(lower, grams->items[first].words, order - 1);
     if (!history)
-      fail("internal error: history n-gram missing");
+      fail(ctx, "lmgen_failed", "internal error: history n-gram missing");
     history->has_backoff = true;
     /* When the history was followed by every word there is nothing left to back off to. */
     history->log_backoff = lower_mass < 1.0 - 1e-9 ? log10((types / total) / (1.0 - lower_mass))
@@ -675,22 +897,25 @@ static void estimate_order(ngram_list_t *grams, ngram_list_t *lower, int order)
   }
 }
 
-static void count_ngrams(const corpus_t *corpus, ngram_list_t lists[MAX_ORDER], int start_id)
+static void count_ngrams(lmgen_t *ctx, const corpus_t *corpus, const extra_words_t *extra,
+                         const vocabulary_t *vocab, ngram_list_t lists[MAX_ORDER])
 {
   for (size_t s = 0; s < corpus->count; s++) {
     const sentence_t *sentence = &corpus->sentences[s];
     for (size_t i = 1; i < sentence->count; i++)
       for (int order = 1; order <= MAX_ORDER && (size_t) order <= i + 1; order++)
-        ngram_list_push(&lists[order - 1], sentence->words + i + 1 - order, order);
+        ngram_list_push(ctx, &lists[order - 1], sentence->words + i + 1 - order, order,
+                        sentence->weight);
   }
+  for (size_t i = 0; i < extra->count; i++) {
+    int id[1] = {vocabulary_id(ctx, vocab, extra->items[i].word)};
+    ngram_list_push(ctx, &lists[0], id, 1, extra->items[i].count);
+  }
+  /* <s> is never predicted, yet ARPA wants it listed (with a back-off weight). */
+  int start[1] = {vocabulary_id(ctx, vocab, "<s>")};
+  ngram_list_push(ctx, &lists[0], start, 1, 0.0);
   for (int order = 1; order <= MAX_ORDER; order++)
     ngram_list_merge(&lists[order - 1]);
-
-  /* <s> is never predicted, yet ARPA wants it listed (with a back-off weight). */
-  int start[1] = {start_id};
-  ngram_list_push(&lists[0], start, 1);
-  lists[0].items[lists[0].count - 1].count = 0;
-  ngram_list_merge(&lists[0]);
 }
 
 static void estimate_unigrams(ngram_list_t *unigrams)
@@ -699,15 +924,14 @@ static void estimate_unigrams(ngram_list_t *unigrams)
   for (size_t i = 0; i < unigrams->count; i++)
     total += unigrams->items[i].count;
   for (size_t i = 0; i < unigrams->count; i++)
-    unigrams->items[i].log_prob = unigrams->items[i].count
+    unigrams->items[i].log_prob = unigrams->items[i].count > 0.0
                                     ? log10(unigrams->items[i].count / total) : -99.0;
 }
 
-static void write_arpa(const char *path, ngram_list_t lists[MAX_ORDER], const vocabulary_t *vocab)
+static void write_arpa(lmgen_t *ctx, const char *path, ngram_list_t lists[MAX_ORDER],
+                       const vocabulary_t *vocab)
 {
-  FILE *out = fopen(path, "w");
-  if (!out)
-    fail("cannot write %s: %s", path, strerror(errno));
+  FILE *out = file_open(ctx, path, "w");
   fprintf(out, "\\data\\\n");
   for (int order = 1; order <= MAX_ORDER; order++)
     fprintf(out, "ngram %d=%zu\n", order, lists[order - 1].count);
@@ -724,78 +948,103 @@ static void write_arpa(const char *path, ngram_list_t lists[MAX_ORDER], const vo
     }
   }
   fprintf(out, "\n\\end\\\n");
-  if (fclose(out) != 0)
-    fail("cannot write %s", path);
+  file_close(ctx, path);
 }
 
-static void write_dict(const char *path, const vocabulary_t *vocab, const corpus_t *corpus,
-                       const cmudict_t *dict)
+/* The phrasing that holds word `id`, for the error message about it. */
+static const char *source_of(const corpus_t *corpus, int id)
 {
-  FILE *out = fopen(path, "w");
-  if (!out)
-    fail("cannot write %s: %s", path, strerror(errno));
-  size_t missing = 0;
+  for (size_t s = 0; s < corpus->count; s++)
+    for (size_t t = 1; t + 1 < corpus->sentences[s].count; t++)
+      if (corpus->sentences[s].words[t] == id)
+        return corpus->sentences[s].source;
+  return "";
+}
+
+static void write_dict(lmgen_t *ctx, const char *path, const vocabulary_t *vocab,
+                       const corpus_t *corpus, const cmudict_t *dict)
+{
+  FILE *out = file_open(ctx, path, "w");
   for (size_t i = 0; i < vocab->count; i++) {
     const char *word = vocab->words[i];
     if (!strcmp(word, "<s>") || !strcmp(word, "</s>") || dict_write_word(out, dict, word))
       continue;
-    const char *source = "";
-    for (size_t s = 0; s < corpus->count && !*source; s++)
-      for (size_t t = 1; t + 1 < corpus->sentences[s].count; t++)
-        if (corpus->sentences[s].words[t] == (int) i)
-          source = corpus->sentences[s].source;
-    fprintf(stderr, "lmgen: the word \"%s\" (in \"%s\") is not in the pronunciation dictionary;"
-            " rephrase it in the knowledge base or spell it as it sounds\n", word, source);
-    missing++;
-  }
-  fclose(out);
-  if (missing) {
+    file_close(ctx, path);
     remove(path);
-    fail("%zu word(s) without pronunciation", missing);
+    fail(ctx, "bad_knowledge", "the word \"%s\" (in \"%s\") is not in the pronunciation "
+         "dictionary; rephrase it in the knowledge base or spell it as it sounds", word,
+         source_of(corpus, (int) i));
+  }
+  file_close(ctx, path);
+}
+
+/* The build proper; any failure jumps back to lmgen_build. */
+static void build(lmgen_t *ctx, const lmgen_options_t *options, knowledge_t *knowledge,
+                  lmgen_stats_t *stats)
+{
+  cmudict_t dict = {0};
+  cmudict_load(ctx, &dict, options->cmudict_path);
+
+  corpus_t corpus = {0};
+  corpus_add_entries(ctx, &corpus, &dict, knowledge->entries, knowledge->entry_count, true);
+  corpus_add_entries(ctx, &corpus, &dict, knowledge->small_talk, knowledge->small_talk_count,
+                     false);
+  size_t domain_sentences = corpus.count;
+  if (options->general_path && options->general_weight > 0.0) {
+    corpus_add_general(ctx, &corpus, &dict, options->general_path);
+    size_t general_sentences = corpus.count - domain_sentences;
+    for (size_t s = domain_sentences; s < corpus.count; s++)
+      corpus.sentences[s].weight =
+        options->general_weight * corpus.domain_weight / (double) general_sentences;
+  }
+  extra_words_t extra = {0};
+  if (options->generic_lm_path && options->generic_words && options->generic_weight > 0.0)
+    generic_words_load(ctx, options->generic_lm_path, options->generic_words,
+                       options->generic_weight * corpus.domain_weight, &dict, &extra);
+
+  vocabulary_t vocab = {0};
+  vocabulary_build(ctx, &vocab, &corpus, &extra);
+  corpus_assign_ids(ctx, &corpus, &vocab);
+
+  ngram_list_t lists[MAX_ORDER] = {{0}};
+  count_ngrams(ctx, &corpus, &extra, &vocab, lists);
+  estimate_unigrams(&lists[0]);
+  for (int order = 2; order <= MAX_ORDER; order++)
+    estimate_order(ctx, &lists[order - 1], &lists[order - 2], order);
+
+  write_dict(ctx, options->out_dict, &vocab, &corpus, &dict);
+  write_arpa(ctx, options->out_lm, lists, &vocab);
+  if (stats) {
+    stats->sentences = corpus.count;
+    stats->words = vocab.count - 2;
+    for (int order = 0; order < MAX_ORDER; order++)
+      stats->ngrams[order] = lists[order].count;
   }
 }
 
-int main(int argc, char **argv)
+int lmgen_build(const lmgen_options_t *options, lmgen_stats_t *stats, stage_error_t *err)
 {
-  if (argc != 5)
-    fail("usage: lmgen KNOWLEDGE_JSON CMUDICT OUT_LM OUT_DICT");
-  cmudict_t dict = {0};
-  cmudict_load(&dict, argv[2]);
-
-  size_t json_size;
-  char *json_text = file_read(argv[1], &json_size);
-  cJSON *root = cJSON_ParseWithLength(json_text, json_size);
-  if (!root)
-    fail("%s is not valid JSON (near \"%.20s\")", argv[1],
-         cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
-
-  corpus_t corpus = {0};
-  corpus_add_questions(&corpus, &dict, root, "entries");
-  corpus_add_questions(&corpus, &dict, root, "small_talk");
-  if (!corpus.count)
-    fail("%s holds no questions", argv[1]);
-
-  vocabulary_t vocab = {0};
-  vocabulary_build(&vocab, &corpus);
-  corpus_assign_ids(&corpus, &vocab);
-
-  ngram_list_t lists[MAX_ORDER] = {{0}};
-  count_ngrams(&corpus, lists, vocabulary_id(&vocab, "<s>"));
-  estimate_unigrams(&lists[0]);
-  for (int order = 2; order <= MAX_ORDER; order++)
-    estimate_order(&lists[order - 1], &lists[order - 2], order);
-
-  write_dict(argv[4], &vocab, &corpus, &dict);
-  write_arpa(argv[3], lists, &vocab);
-  printf("lmgen: %zu sentences, %zu words, %zu/%zu/%zu n-grams\n", corpus.count, vocab.count - 2,
-         lists[0].count, lists[1].count, lists[2].count);
-  for (int order = 0; order < MAX_ORDER; order++)
-    free(lists[order].items);
-  free(vocab.words);
-  corpus_release(&corpus);
-  cJSON_Delete(root);
-  free(json_text);
-  free(dict.entries);
-  free(dict.file);
-  return 0;
+  knowledge_t *knowledge = knowledge_load(options->knowledge_path, err);
+  if (!knowledge)
+    return -1;
+  /* On the heap: a local changed between setjmp and longjmp would be indeterminate. */
+  lmgen_t *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) {
+    knowledge_destroy(&knowledge);
+    return stage_error_set(err, "lmgen_failed", "out of memory");
+  }
+  ctx->err = err;
+  ctx->blocks.links.prev = ctx->blocks.links.next = &ctx->blocks;
+  volatile int rc = -1;
+  if (setjmp(ctx->failed) == 0) {
+    build(ctx, options, knowledge, stats);
+    rc = 0;
+  } else {
+    remove(options->out_lm);
+    remove(options->out_dict);
+  }
+  free_all(ctx);
+  free(ctx);
+  knowledge_destroy(&knowledge);
+  return rc;
 }

@@ -171,10 +171,55 @@ static void test_file_errors(void **state)
   assert_int_equal(unlink(path), 0);
 }
 
+static int collect(const char *sentence, void *arg)
+{
+  char *all = arg;
+  strcat(all, sentence);
+  strcat(all, "|");
+  return 0;
+}
+
+static void test_paraphrase_templates(void **state)
+{
+  (void) state;
+  char all[1024] = "";
+  const char *problem = NULL;
+  assert_int_equal(knowledge_expand_template("(how long|when) will it (take|) ", collect, all,
+                                             &problem), 4);
+  assert_string_equal(all, "how long will it take|how long will it|when will it take|when will it|");
+  static const char *const broken[] = {"(a|b", "a)b", "x|y", "((a))", "(|)", "(a|b)(c|d)(e|f)(g|h)"
+                                       "(i|j)(k|l)(m|n)(o|p)(q|r)"};
+  for (size_t i = 0; i < sizeof broken / sizeof *broken; i++) {
+    all[0] = '\0';
+    problem = NULL;
+    assert_int_equal(knowledge_expand_template(broken[i], collect, all, &problem), -1);
+    assert_non_null(problem);
+  }
+  stage_error_t err = { 0 };
+  knowledge_t *kb = knowledge_parse(
+    "{\"name\": \"a\", \"assistant\": \"b\", \"fallback\": \"c\", \"entries\": ["
+    "{\"id\": \"ok\", \"questions\": [\"q\"], \"paraphrases\": [\"(x|y) z\"], \"answer\": \"a\"},"
+    "{\"id\": \"bad\", \"questions\": [\"q\"], \"paraphrases\": [\"fine\", \"(open\"], \"answer\": \"a\"}]}",
+    "kb.json", &err);
+  assert_null(kb);
+  assert_non_null(strstr(err.message, "entries[1] (id \"bad\")"));
+  assert_non_null(strstr(err.message, "field \"paraphrases\" item 1"));
+  kb = knowledge_parse(
+    "{\"name\": \"a\", \"assistant\": \"b\", \"fallback\": \"c\", \"entries\": ["
+    "{\"id\": \"ok\", \"questions\": [\"q\"], \"paraphrases\": [\"(x|y) z\", \"w\"], \"answer\": \"a\"}]}",
+    "kb.json", &err);
+  assert_non_null(kb);
+  assert_int_equal(kb->entries[0].paraphrase_count, 3);
+  assert_int_equal(kb->entries[0].template_count, 2);
+  assert_string_equal(kb->entries[0].paraphrases[1], "y z");
+  knowledge_destroy(&kb);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_shipped_file_is_valid),
+    cmocka_unit_test(test_paraphrase_templates),
     cmocka_unit_test(test_minimal_file_without_small_talk),
     cmocka_unit_test(test_not_json),
     cmocka_unit_test(test_missing_or_wrong_top_level_fields),

@@ -195,6 +195,9 @@ static void test_generated_model(void **state)
   word_set_release(&dictionary);
 }
 
+/* The fields every knowledge base needs before its entries. */
+#define KB_HEAD "\"name\": \"Shop\", \"assistant\": \"Ava\", \"fallback\": \"Sorry.\", "
+
 /* Runs lmgen on `json`; returns its exit status. */
 static int run_lmgen(const char *json)
 {
@@ -215,9 +218,11 @@ static int run_lmgen(const char *json)
 static void test_numbers_spoken(void **state)
 {
   (void) state;
-  assert_int_equal(run_lmgen("{\"entries\": [{\"questions\": [\"Are you open 24/7?\","
-                             " \"Is it $9.99 or $1,000?\", \"Open at 9:30 AM, or the 21st?\"]}],"
-                             " \"small_talk\": [{\"questions\": [\"Hi, Ava!\"]}]}"), 0);
+  assert_int_equal(run_lmgen("{" KB_HEAD "\"entries\": [{\"id\": \"a\", \"questions\":"
+                             " [\"Are you open 24/7?\", \"Is it $9.99 or $1,000?\","
+                             " \"Open at 9:30 AM, or the 21st?\"], \"answer\": \"Yes.\"}],"
+                             " \"small_talk\": [{\"id\": \"b\", \"questions\": [\"Hi, Ava!\"],"
+                             " \"answer\": \"Hello.\"}]}"), 0);
   char path[512];
   media_path(&media, "kb.lm", path, sizeof path);
   word_set_t unigrams = {0};
@@ -238,12 +243,39 @@ static void test_numbers_spoken(void **state)
 static void test_unknown_word_fails(void **state)
 {
   (void) state;
-  assert_int_not_equal(run_lmgen("{\"entries\": [{\"questions\": [\"do you sell zqxwv\"]}]}"), 0);
+  assert_int_not_equal(run_lmgen("{" KB_HEAD "\"entries\": [{\"id\": \"a\", \"questions\":"
+                                 " [\"do you sell zqxwv\"], \"answer\": \"No.\"}]}"), 0);
   char path[512];
   media_path(&media, "errors.txt", path, sizeof path);
   char *errors = read_text(path);
   if (!strstr(errors, "\"zqxwv\""))
     fail_msg("the error does not name the word: %s", errors);
+  free(errors);
+}
+
+static void test_paraphrases_and_answers_join(void **state)
+{
+  (void) state;
+  assert_int_equal(run_lmgen("{" KB_HEAD "\"entries\": [{\"id\": \"a\", \"questions\":"
+                             " [\"is delivery free\"], \"paraphrases\": [\"(do|must) i pay"
+                             " for (postage|delivery|)\"], \"answer\": \"Shipping costs"
+                             " nothing. Returns are easy.\"}]}"), 0);
+  char path[512];
+  media_path(&media, "kb.lm", path, sizeof path);
+  word_set_t unigrams = {0};
+  arpa_check(path, &unigrams);
+  static const char *const expected[] = {"must", "postage", "pay", "shipping", "returns", "easy"};
+  for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+    if (!word_set_has(&unigrams, expected[i]))
+      fail_msg("\"%s\" missing from the model", expected[i]);
+  word_set_release(&unigrams);
+
+  assert_int_not_equal(run_lmgen("{" KB_HEAD "\"entries\": [{\"id\": \"broken\", \"questions\":"
+                                 " [\"hi\"], \"paraphrases\": [\"(a|b\"], \"answer\": \"x\"}]}"), 0);
+  media_path(&media, "errors.txt", path, sizeof path);
+  char *errors = read_text(path);
+  if (!strstr(errors, "\"broken\"") || !strstr(errors, "paraphrases"))
+    fail_msg("the error does not name the entry and field: %s", errors);
   free(errors);
 }
 
@@ -266,6 +298,7 @@ int main(void)
     cmocka_unit_test(test_generated_model),
     cmocka_unit_test(test_numbers_spoken),
     cmocka_unit_test(test_unknown_word_fails),
+    cmocka_unit_test(test_paraphrases_and_answers_join),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -9,15 +9,17 @@
 #include "log.h"
 #include "text.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Share of a question's weighted IDF mass an entry must explain to be the answer.
  * Half: "is delivery free" is fully explained, "what's the capital of france" not
  * at all, "do you sell televisions" only by "sell". */
 #define TOPIC_MIN_COVERAGE 0.5
 /* ... and the entry's closest phrasing must be at least this much in the question. */
-#define PHRASING_MIN_COVERAGE 0.4
+#define PHRASING_MIN_COVERAGE 0.5
 /* Small talk answers first only when it explains nearly all of the utterance, so
  * "hi, when are you open?" is about the hours, while "good morning" is a greeting. */
 #define SMALL_TALK_SURE_COVERAGE 0.8
@@ -33,7 +35,9 @@ typedef struct {
   knowledge_t *knowledge;
   bm25_index_t *topics;         /* entries: phrasings and answers, stop words dropped */
   bm25_index_t *small_talk;     /* small talk phrasings, stop words kept */
-  text_terms_t assistant_name;  /* "ava": ignored in questions, "hi ava" is "hi" */
+  text_terms_t assistant_name;  /* "ava", "brightside": ignored in questions, "hi ava" is "hi" */
+  char *path;                   /* the knowledge file, watched for changes */
+  struct stat loaded;           /* its identity and mtime when last read */
 } chat_kb_t;
 
 /* A weighted query; `terms` owns the strings `items` point to. */
@@ -76,6 +80,19 @@ static int query_push(query_t *query, const char *term, double weight)
   return 0;
 }
 
+/* An everyday word the knowledge base never uses ("another", "before", "look")
+ * counts this much of a rarer unknown word in the question's mass. */
+#define COMMON_UNKNOWN_WEIGHT 0.25
+
+/* How much a term of the question counts for a search of `index`. */
+static double unknown_term_share(const chat_kb_t *self, const bm25_index_t *index,
+                                 const char *term)
+{
+  if (index != self->topics || bm25_index_knows(index, term) || !text_is_common_term(term))
+    return 1.0;
+  return COMMON_UNKNOWN_WEIGHT;
+}
+
 /* Adds the terms of `text` for a search of `index`. For topics, words only small
  * talk knows ("hello", "thanks") are left out: they say nothing about the topic
  * and would read as unknown words, hiding a real question behind a greeting. */
@@ -92,7 +109,7 @@ static int query_add_text(const chat_kb_t *self, query_t *query, const char *tex
     if (for_topics && !bm25_index_knows(self->topics, term) &&
         bm25_index_knows(self->small_talk, term))
       continue;
-    rc = query_push(query, term, weight);
+    rc = query_push(query, term, weight * unknown_term_share(self, index, term));
   }
   text_terms_clear(&terms);
   return rc;
@@ -119,6 +136,38 @@ static bool is_confident(const bm25_match_t *match)
          match->phrasing_coverage >= PHRASING_MIN_COVERAGE;
 }
 
+/* How many of the best-scoring topics are considered, and how close to the best one
+ * a confident runner-up must score to answer instead of it. */
+#define TOPIC_CANDIDATES 4
+#define RUNNER_UP_MIN_SHARE 0.75
+
+/* The best topic for `question` (with `context` at CONTEXT_WEIGHT), preferring a
+ * confident one: entries with many paraphrases share words, and a sibling topic
+ * ("are you open on saturday") can edge ahead on a plain "what are your hours" while
+ * matching none of its phrasings well. A confident entry scoring close to the best
+ * answers instead. */
+static int best_topic(const chat_kb_t *self, const char *question, const char *context,
+                      bm25_match_t *match)
+{
+  query_t query = { 0 };
+  bm25_match_t top[TOPIC_CANDIDATES];
+  size_t found = 0;
+  int rc = query_add_text(self, &query, question, self->topics, 1.0);
+  if (rc == 0 && context)
+    rc = query_add_text(self, &query, context, self->topics, CONTEXT_WEIGHT);
+  if (rc == 0)
+    rc = bm25_index_top(self->topics, query.items, query.count, self->knowledge->entry_count,
+                        ANSWER_WEIGHT, top, TOPIC_CANDIDATES, &found);
+  query_clear(&query);
+  *match = found ? top[0] : (bm25_match_t) { .entry = -1 };
+  for (size_t i = 0; rc == 0 && i < found; i++)
+    if (is_confident(&top[i]) && top[i].score >= RUNNER_UP_MIN_SHARE * top[0].score) {
+      *match = top[i];
+      break;
+    }
+  return rc;
+}
+
 static const char *previous_user_turn(const chat_turn_t *history, size_t history_len)
 {
   for (size_t i = history_len; history && i > 0; i--) {
@@ -142,13 +191,12 @@ static int choose_answer(const chat_kb_t *self, const char *question, const chat
     *answer = knowledge->small_talk[small_talk.entry].answer;
     return 0;
   }
-  if (best_match(self, self->topics, knowledge->entry_count, question, NULL, &topic) < 0)
+  if (best_topic(self, question, NULL, &topic) < 0)
     return -1;
   const char *previous = previous_user_turn(history, history_len);
   if (previous && (!is_confident(&topic) || text_is_follow_up(question))) {
     bm25_match_t in_context;
-    if (best_match(self, self->topics, knowledge->entry_count, question, previous,
-                   &in_context) < 0)
+    if (best_topic(self, question, previous, &in_context) < 0)
       return -1;
     if (is_confident(&in_context))
       topic = in_context;
@@ -191,10 +239,13 @@ const knowledge_t *chat_kb_knowledge(const chat_backend_t *kb)
   return ((const chat_kb_t *) kb)->knowledge;
 }
 
+static void kb_reload_if_changed(chat_kb_t *self);
+
 static int kb_reply(chat_backend_t *base, const char *question, const chat_turn_t *history,
                     size_t history_len, char **reply, stage_error_t *err)
 {
-  const chat_kb_t *self = (const chat_kb_t *) base;
+  chat_kb_t *self = (chat_kb_t *) base;
+  kb_reload_if_changed(self);
   const char *answer = NULL;
   if (choose_answer(self, question ? question : "", history, history_len, &answer) < 0)
     return stage_error_set(err, "backend_error", "Out of memory while looking up the answer.");
@@ -213,6 +264,7 @@ static void kb_destroy(chat_backend_t **self_p)
   bm25_index_destroy(&self->topics);
   bm25_index_destroy(&self->small_talk);
   text_terms_clear(&self->assistant_name);
+  free(self->path);
   free(self);
   *self_p = NULL;
 }
@@ -236,6 +288,53 @@ static int index_entries(bm25_index_t *index, const knowledge_entry_t *entries, 
   return rc;
 }
 
+/* Joins `terms` with spaces into `out` (`size` bytes); false when it does not fit. */
+static bool join_terms(const text_terms_t *terms, char *out, size_t size)
+{
+  size_t length = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < terms->count; i++) {
+    int written = snprintf(out + length, size - length, "%s%s", i ? " " : "", terms->items[i]);
+    if (written < 0 || (size_t) written >= size - length)
+      return false;
+    length += (size_t) written;
+  }
+  return true;
+}
+
+/* Indexes the sentences of every entry's paraphrase templates as more phrasings:
+ * each one is a way of asking, so it may be the entry's closest phrasing. Sentences
+ * that differ only in words retrieval drops ("what are" / "what're") are indexed
+ * once: a template's many spellings must not make its words look common. */
+static int index_paraphrases(bm25_index_t *index, const knowledge_entry_t *entries, size_t count)
+{
+  int rc = 0;
+  for (size_t e = 0; rc == 0 && e < count; e++) {
+    text_terms_t seen = { 0 };
+    for (size_t p = 0; rc == 0 && p < entries[e].paraphrase_count; p++) {
+      text_terms_t terms = { 0 };
+      char joined[TEXT_MAX_BYTES];
+      rc = text_terms_append(&terms, entries[e].paraphrases[p], TEXT_DROP_STOP_WORDS);
+      bool fits = rc == 0 && join_terms(&terms, joined, sizeof joined);
+      if (fits && !text_terms_contains(&seen, joined)) {
+        rc = text_terms_push(&seen, joined);
+        if (rc == 0)
+          rc = bm25_index_add(index, e, false, &terms);
+      }
+      text_terms_clear(&terms);
+    }
+    text_terms_clear(&seen);
+  }
+  return rc;
+}
+
+/* The business's own name says nothing about the topic either ("can i work at
+ * brightside"), even where an answer mentions it (an e-mail address). */
+static int add_business_name(chat_kb_t *self)
+{
+  return text_terms_append(&self->assistant_name, self->knowledge->name, TEXT_DROP_STOP_WORDS);
+}
+
 static int build_indexes(chat_kb_t *self)
 {
   const knowledge_t *knowledge = self->knowledge;
@@ -248,9 +347,67 @@ static int build_indexes(chat_kb_t *self)
       index_entries(self->small_talk, knowledge->small_talk, knowledge->small_talk_count,
                     TEXT_KEEP_STOP_WORDS, false) < 0)
     return -1;
+  if (index_paraphrases(self->topics, knowledge->entries, knowledge->entry_count) < 0)
+    return -1;
   bm25_index_finish(self->topics);
   bm25_index_finish(self->small_talk);
-  return text_terms_append(&self->assistant_name, knowledge->assistant, TEXT_KEEP_STOP_WORDS);
+  if (text_terms_append(&self->assistant_name, knowledge->assistant, TEXT_KEEP_STOP_WORDS) < 0)
+    return -1;
+  return add_business_name(self);
+}
+
+/* Speech the recognizer was unsure of gets the fallback, which lists what the
+ * assistant can help with, so the person knows how to ask again. */
+static int kb_reply_unheard(chat_backend_t *base, char **reply, stage_error_t *err)
+{
+  chat_kb_t *self = (chat_kb_t *) base;
+  kb_reload_if_changed(self);
+  *reply = strdup(self->knowledge->fallback);
+  if (!*reply)
+    return stage_error_set(err, "backend_error", "Out of memory while copying the answer.");
+  return 0;
+}
+
+static bool same_file_version(const struct stat *a, const struct stat *b)
+{
+  return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+         a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Re-reads the knowledge file when it changed since it was last read (an editor's
+ * save, or a new file moved into place). A file that fails validation is logged with
+ * the entry and field at fault, and the knowledge base in use stays: a typo must not
+ * take the help desk down. One stat per question is far cheaper than an answer. */
+static void kb_reload_if_changed(chat_kb_t *self)
+{
+  struct stat now;
+  if (stat(self->path, &now) != 0 || same_file_version(&now, &self->loaded))
+    return;
+  self->loaded = now;                 /* a broken version is reported once, not per question */
+  stage_error_t err = { 0 };
+  chat_kb_t next = { 0 };
+  next.knowledge = knowledge_load(self->path, &err);
+  if (!next.knowledge) {
+    log_msg(LOG_ERROR, "knowledge_reload_failed", "%s (still answering from the previous "
+            "version)", err.message);
+    return;
+  }
+  if (build_indexes(&next) < 0) {
+    log_msg(LOG_ERROR, "knowledge_reload_failed", "%s: out of memory while indexing", self->path);
+  } else {
+    chat_kb_t old = *self;
+    self->knowledge = next.knowledge;
+    self->topics = next.topics;
+    self->small_talk = next.small_talk;
+    self->assistant_name = next.assistant_name;
+    next = old;                       /* the previous version is freed below */
+    log_msg(LOG_INFO, "knowledge_reloaded", "%s: %zu entries, %zu small talk", self->path,
+            self->knowledge->entry_count, self->knowledge->small_talk_count);
+  }
+  knowledge_destroy(&next.knowledge);
+  bm25_index_destroy(&next.topics);
+  bm25_index_destroy(&next.small_talk);
+  text_terms_clear(&next.assistant_name);
 }
 
 chat_backend_t *chat_kb_new(stage_error_t *err)
@@ -268,7 +425,15 @@ chat_backend_t *chat_kb_new(stage_error_t *err)
   self->base.name = "kb";
   self->base.reply = kb_reply;
   self->base.destroy = kb_destroy;
+  self->base.reply_unheard = kb_reply_unheard;
   self->knowledge = knowledge;
+  self->path = strdup(path);
+  if (!self->path || stat(path, &self->loaded) != 0) {
+    chat_backend_t *base = &self->base;
+    kb_destroy(&base);
+    stage_error_set(err, "backend_error", "Cannot watch the knowledge base %s.", path);
+    return NULL;
+  }
   if (build_indexes(self) < 0) {
     chat_backend_t *base = &self->base;
     kb_destroy(&base);

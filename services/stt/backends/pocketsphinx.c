@@ -3,18 +3,31 @@
  * time from the knowledge base (see lmgen.c), which is what makes the questions people
  * ask this assistant recognizable. The decoder is loaded once per backend and reused
  * for every job, because loading it takes far longer than decoding a question. A decoder
- * is not thread-safe: each worker thread creates its own backend. */
+ * is not thread-safe: each worker thread creates its own backend.
+ *
+ * When the knowledge file changes (and STT_LM is not set to a model of one's own),
+ * the model is generated again with lmgen, as a library call, and the decoder is
+ * replaced before the next job: a new question added to the knowledge base is heard
+ * without a restart. A knowledge base that fails validation keeps the old model and
+ * logs why, naming the entry and field. */
 #include "stt_backend.h"
 
 #include "audio.h"
+#include "conditioning.h"
 #include "config.h"
+#include "lmgen.h"
+#include "log.h"
 
 #include <sphinxbase/err.h>
 #include <pocketsphinx.h>
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 enum {
   SPHINX_SAMPLE_RATE = 16000,   /* what the en-us acoustic model was trained on */
@@ -22,11 +35,91 @@ enum {
   SILENCE_PEAK = 200            /* below -44 dBFS peak nothing can be recognized */
 };
 
+/* Mean word posterior below which the recognizer is unsure of what was said. */
+#define UNSURE_POSTERIOR 0.2
+
 typedef struct {
   stt_backend_t base;           /* first, so the vtable pointer is the struct pointer */
   ps_decoder_t *decoder;
   uint32_t max_audio_ms;
+  char model[512];              /* STT_MODEL_DIR */
+  bool follows_knowledge;       /* the model is generated from the knowledge file */
+  char knowledge[512];          /* KNOWLEDGE_FILE */
+  struct stat knowledge_seen;   /* the version the model was last built from (or tried) */
+  char lm_dir[512];             /* where rebuilt models go (STT_LM_DIR) */
 } pocketsphinx_backend_t;
+
+static ps_decoder_t *decoder_new(const char *model, const char *lm, const char *dict)
+{
+  /* Every service logs JSON lines only; PocketSphinx would print hundreds of its own.
+   * Its log target is process-wide and cmd_ln_init already logs, so it is silenced
+   * here rather than with "-logfn /dev/null", which would take effect too late. */
+  err_set_logfp(NULL);
+  cmd_ln_t *args = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", model, "-lm", lm, "-dict", dict,
+                               NULL);
+  if (!args)
+    return NULL;
+  ps_decoder_t *decoder = ps_init(args);
+  cmd_ln_free_r(args);      /* the decoder keeps its own reference */
+  return decoder;
+}
+
+static bool same_file_version(const struct stat *a, const struct stat *b)
+{
+  return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+         a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Builds the model of the current knowledge file into lm_dir and swaps decoders.
+ * Files are named after the process and backend, so replicas sharing a directory
+ * never read each other's half-written model. */
+static void rebuild_language_model(pocketsphinx_backend_t *self)
+{
+  char lm[640], dict[640];
+  snprintf(lm, sizeof lm, "%s/domain-%ld-%p.lm", self->lm_dir, (long) getpid(), (void *) self);
+  snprintf(dict, sizeof dict, "%s/domain-%ld-%p.dict", self->lm_dir, (long) getpid(),
+           (void *) self);
+  if (mkdir(self->lm_dir, 0755) != 0 && errno != EEXIST) {
+    log_msg(LOG_ERROR, "stt_model_rebuild_failed", "STT_LM_DIR %s: %s", self->lm_dir,
+            strerror(errno));
+    return;
+  }
+  lmgen_options_t options = {
+    .knowledge_path = self->knowledge, .cmudict_path = STT_CMUDICT,
+    .general_path = STT_GENERAL_ENGLISH, .general_weight = STT_LM_GENERAL_WEIGHT,
+    .generic_lm_path = STT_GENERIC_LM, .generic_words = STT_LM_GENERIC_WORDS,
+    .generic_weight = STT_LM_GENERIC_WEIGHT, .out_lm = lm, .out_dict = dict};
+  lmgen_stats_t stats = {0};
+  stage_error_t err = {0};
+  if (lmgen_build(&options, &stats, &err) != 0) {
+    log_msg(LOG_ERROR, "stt_model_rebuild_failed", "%s (still using the previous model)",
+            err.message);
+    return;
+  }
+  ps_decoder_t *decoder = decoder_new(self->model, lm, dict);
+  /* The decoder has read both files; they are not needed again. */
+  remove(lm);
+  remove(dict);
+  if (!decoder) {
+    log_msg(LOG_ERROR, "stt_model_rebuild_failed", "PocketSphinx refused the new model");
+    return;
+  }
+  ps_free(self->decoder);
+  self->decoder = decoder;
+  log_msg(LOG_INFO, "stt_model_rebuilt", "%s: %zu sentences, %zu words", self->knowledge,
+          stats.sentences, stats.words);
+}
+
+/* Rebuilds the model when the knowledge file is a new version (one stat per job). */
+static void follow_knowledge(pocketsphinx_backend_t *self)
+{
+  struct stat now;
+  if (!self->follows_knowledge || stat(self->knowledge, &now) != 0 ||
+      same_file_version(&now, &self->knowledge_seen))
+    return;
+  self->knowledge_seen = now;         /* a broken version is reported once */
+  rebuild_language_model(self);
+}
 
 static bool is_silent(const pcm_t *pcm)
 {
@@ -59,6 +152,37 @@ static char *transcript_copy(const char *hypothesis)
   return text;
 }
 
+/* The mean posterior probability of the hypothesis' words (from the word lattice):
+ * near 1 when the decoder had no real alternative for each word, low when other
+ * words fitted the sound about as well, which is what speech the language model
+ * does not expect sounds like. Silences and fillers are not words. */
+static float word_confidence(ps_decoder_t *decoder)
+{
+  logmath_t *logmath = ps_get_logmath(decoder);
+  double sum = 0.0;
+  size_t words = 0;
+  for (ps_seg_t *seg = ps_seg_iter(decoder); seg; seg = ps_seg_next(seg)) {
+    const char *word = ps_seg_word(seg);
+    if (!word || word[0] == '<' || word[0] == '[' || !strcmp(word, "<sil>"))
+      continue;
+    int32 acoustic, language, backoff;
+    double posterior = logmath_exp(logmath, ps_seg_prob(seg, &acoustic, &language, &backoff));
+    sum += posterior < 0.0 ? 0.0 : posterior > 1.0 ? 1.0 : posterior;
+    words++;
+  }
+  if (!words)
+    return 0.0f;
+  /* Scaled so that CHAT_TRANSCRIPT_MIN_CONFIDENCE (0.5) falls at a mean posterior of
+   * UNSURE_POSTERIOR: on the eval's spoken questions (docs/performance.md) a quarter
+   * of the in-domain ones score below 0.43, so a higher cut would turn away many
+   * questions that were heard right. */
+  double mean = sum / (double) words;
+  double scaled = mean < UNSURE_POSTERIOR
+                    ? 0.5 * mean / UNSURE_POSTERIOR
+                    : 0.5 + 0.5 * (mean - UNSURE_POSTERIOR) / (1.0 - UNSURE_POSTERIOR);
+  return (float) scaled;
+}
+
 static int decode_utterance(pocketsphinx_backend_t *self, const pcm_t *pcm, stt_result_t *out,
                             stage_error_t *err)
 {
@@ -74,11 +198,10 @@ static int decode_utterance(pocketsphinx_backend_t *self, const pcm_t *pcm, stt_
   const char *hypothesis = ps_get_hyp(self->decoder, &score);
   if (!hypothesis || !hypothesis[strspn(hypothesis, " ")])
     return no_speech(err);
-  double probability = logmath_exp(ps_get_logmath(self->decoder), ps_get_prob(self->decoder));
   out->text = transcript_copy(hypothesis);
   if (!out->text)
     return stage_error_set(err, "backend_error", "Out of memory while transcribing.");
-  out->confidence = probability < 0.0 ? 0.0f : probability > 1.0 ? 1.0f : (float) probability;
+  out->confidence = word_confidence(self->decoder);
   return 0;
 }
 
@@ -88,10 +211,17 @@ static int pocketsphinx_transcribe(stt_backend_t *base, const uint8_t *audio, si
   pocketsphinx_backend_t *self = (pocketsphinx_backend_t *) base;
   (void) mime;      /* FFmpeg probes the content; a client's MIME type is only a hint */
   memset(out, 0, sizeof *out);
+  follow_knowledge(self);
   pcm_t pcm = {0};
   if (audio_decode(audio, size, SPHINX_SAMPLE_RATE, self->max_audio_ms, &pcm, err) < 0)
     return -1;
-  int rc = is_silent(&pcm) ? no_speech(err) : decode_utterance(self, &pcm, out, err);
+  int rc = -1;
+  if (is_silent(&pcm)) {
+    rc = no_speech(err);
+  } else {
+    stt_condition(&pcm);
+    rc = decode_utterance(self, &pcm, out, err);
+  }
   pcm_release(&pcm);
   return rc;
 }
@@ -111,19 +241,7 @@ stt_backend_t *stt_pocketsphinx_new(stage_error_t *err)
   const char *model = config_str("STT_MODEL_DIR", "/usr/share/pocketsphinx/model/en-us/en-us");
   const char *lm = config_str("STT_LM", STT_DEFAULT_LM);
   const char *dict = config_str("STT_DICT", STT_DEFAULT_DICT);
-
-  /* Every service logs JSON lines only; PocketSphinx would print hundreds of its own.
-   * Its log target is process-wide and cmd_ln_init already logs, so it is silenced
-   * here rather than with "-logfn /dev/null", which would take effect too late. */
-  err_set_logfp(NULL);
-  cmd_ln_t *args = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", model, "-lm", lm, "-dict", dict,
-                               NULL);
-  if (!args) {
-    stage_error_set(err, "backend_error", "PocketSphinx settings were rejected.");
-    return NULL;
-  }
-  ps_decoder_t *decoder = ps_init(args);
-  cmd_ln_free_r(args);      /* the decoder keeps its own reference */
+  ps_decoder_t *decoder = decoder_new(model, lm, dict);
   if (!decoder) {
     stage_error_set(err, "backend_error",
                     "PocketSphinx could not load its model (STT_MODEL_DIR=%s, STT_LM=%s, "
@@ -142,5 +260,15 @@ stt_backend_t *stt_pocketsphinx_new(stage_error_t *err)
   self->decoder = decoder;
   self->max_audio_ms = (uint32_t) config_long("STT_MAX_AUDIO_MS", DEFAULT_MAX_AUDIO_MS, 1000,
                                               3600000);
+  snprintf(self->model, sizeof self->model, "%s", model);
+  snprintf(self->knowledge, sizeof self->knowledge, "%s",
+           config_str("KNOWLEDGE_FILE", STT_DEFAULT_KNOWLEDGE));
+  snprintf(self->lm_dir, sizeof self->lm_dir, "%s", config_str("STT_LM_DIR", "var/stt"));
+  /* The build-time model was made from the default knowledge file; another file
+   * gets its model before the first job. */
+  self->follows_knowledge = !config_str("STT_LM", NULL) && !config_str("STT_DICT", NULL);
+  if (self->follows_knowledge && !strcmp(self->knowledge, STT_DEFAULT_KNOWLEDGE) &&
+      stat(self->knowledge, &self->knowledge_seen) != 0)
+    memset(&self->knowledge_seen, 0, sizeof self->knowledge_seen);
   return &self->base;
 }

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Conversation quality against the language-model mix: builds the stt language model
+# with several weights of general English (config/general_english.txt) and of the
+# generic en-us model's most likely words, runs tests/eval/conversation_eval on each
+# (typed and spoken paraphrases, out-of-domain questions; see that file) and prints
+# one line per mix. The figures behind docs/performance.md "Conversation quality".
+#
+#   bench/conversation_quality.sh [BUILD_DIR]      (default: build)
+set -eu
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-$TOP/build}
+LMGEN=$BUILD/services/stt/lmgen
+EVAL=$BUILD/tests/conversation_eval
+[ -x "$LMGEN" ] && [ -x "$EVAL" ] || { echo "build first: ninja -C $BUILD" >&2; exit 1; }
+MODEL=/usr/share/pocketsphinx/model/en-us
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT INT TERM
+
+export EVAL_DIR="$TOP/tests/eval" KNOWLEDGE_FILE="$TOP/config/knowledge.json" EVAL_THRESHOLDS=0
+export ESPEAK_NG=${ESPEAK_NG:-$(command -v espeak-ng)} FFMPEG=${FFMPEG:-$(command -v ffmpeg)}
+export FLITE=${FLITE:-$(command -v flite || true)}
+
+# name | general weight | generic words | generic weight
+MIXES="domain-only|0|0|0
+general-0.1|0.1|0|0
+general-0.3|0.3|0|0
+general-0.3+generic-2k|0.3|2000|0.02
+general-0.3+generic-5k|0.3|5000|0.05"
+
+printf '%-24s %6s %8s %8s %8s %8s %8s %7s\n' mix words WER spoken ood-fb typed ood-typed ms/utt
+echo "$MIXES" | while IFS='|' read -r name general words generic; do
+  "$LMGEN" --general "$TOP/config/general_english.txt" --general-weight "$general" \
+    --generic-lm "$MODEL/en-us.lm.bin" --generic-words "$words" --generic-weight "$generic" \
+    "$KNOWLEDGE_FILE" "$MODEL/cmudict-en-us.dict" "$WORK/$name.lm" "$WORK/$name.dict" > "$WORK/lmgen.txt"
+  STT_LM="$WORK/$name.lm" STT_DICT="$WORK/$name.dict" "$EVAL" > "$WORK/$name.txt" 2>/dev/null || true
+  cp "$WORK/$name.txt" "${BENCH_KEEP_DIR:-$WORK}/" 2>/dev/null || true
+  pick() { sed -n "s|^$1.*(\([0-9.]*%\)).*|\1|p" "$WORK/$name.txt" | head -n 1; }
+  printf '%-24s %6s %8s %8s %8s %8s %8s %7s\n' "$name" \
+    "$(sed -n 's/.*sentences, \([0-9]*\) words.*/\1/p' "$WORK/lmgen.txt")" \
+    "$(sed -n 's/^spoken WER.*: \(.*\)$/\1/p' "$WORK/$name.txt")" \
+    "$(pick 'spoken paraphrases')" "$(pick 'spoken out-of-domain')" \
+    "$(pick 'typed paraphrases: [0-9]*/')" "$(pick 'typed out-of-domain')" \
+    "$(sed -n 's/.*recognition \([0-9]*\) ms each.*/\1/p' "$WORK/$name.txt")"
+done
