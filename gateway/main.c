@@ -169,6 +169,15 @@ int main(void)
   const char *store = NULL;
   if (open_stores(&gateway, &store) != 0)
     goto cleanup;
+  /* The durable record of every turn (docs: .env.example); "none" turns it off. */
+  const char *conversation_db = config_str("CONVERSATION_DB", "var/conversations.db");
+  char db_error[512];
+  if (strcmp(conversation_db, "none") != 0 &&
+      !(gateway.sink.conversations = conversation_log_open(conversation_db, db_error,
+                                                           sizeof db_error))) {
+    log_msg(LOG_ERROR, "start_failed", "CONVERSATION_DB %s", db_error);
+    goto cleanup;
+  }
   const char *endpoint = config_str("BROKER_ENDPOINT", "tcp://127.0.0.1:5555");
   broker_client_t *client = broker_client_new(endpoint, on_status, &gateway);
   if (!client) {
@@ -231,6 +240,7 @@ cleanup:
   http_api_stop(&api);
   client = atomic_exchange(&gateway.client, NULL);
   broker_client_destroy(&client);
+  conversation_log_close(&gateway.sink.conversations);
   media_store_destroy(&gateway.sink.media);
   session_store_destroy(&gateway.sink.sessions);
   job_store_destroy(&gateway.sink.jobs);

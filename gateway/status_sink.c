@@ -103,6 +103,12 @@ static void finish(const status_sink_t *sink, const char *job_id, job_final_t *f
                                   final->reply, now_ms);
   metrics_job_final(sink->metrics, final->state, final->error_code, final->timings,
                     final->timing_count);
+  if (sink->conversations)
+    conversation_log_record(sink->conversations, &(conversation_turn_t) {
+      .job_id = job_id, .session_id = final->session_id, .question = final->question,
+      .reply = final->reply, .failed = final->state == JOB_STATE_FAILED,
+      .error_code = final->error_code, .timings = final->timings,
+      .timing_count = final->timing_count, .at_ms = now_ms});
   sink->pipeline->job_final(sink->pipeline->arg, job_id);
   cJSON *fields = cJSON_CreateObject();
   cJSON_AddStringToObject(fields, "job_id", job_id);

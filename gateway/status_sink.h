@@ -1,13 +1,15 @@
 /* status_sink: applies the pipeline's status events (packed avatar.Status) to
  * the gateway's state: media bytes become files, results and timings merge into
  * the job store, and a job that becomes final adds its question and reply to
- * its session, is counted in the metrics and is released from the pipeline. */
+ * its session and to the conversation log, is counted in the metrics and is
+ * released from the pipeline. */
 #ifndef GATEWAY_STATUS_SINK_H
 #define GATEWAY_STATUS_SINK_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conversation_log.h"
 #include "job_store.h"
 #include "media_store.h"
 #include "metrics.h"
@@ -20,6 +22,7 @@ typedef struct {
   media_store_t *media;
   metrics_t *metrics;
   const pipeline_t *pipeline;
+  conversation_log_t *conversations;  /* NULL: conversations are not logged */
 } status_sink_t;
 
 /* Applies one packed avatar.Status. Malformed events and events for jobs that
