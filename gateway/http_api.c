@@ -605,6 +605,9 @@ static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const c
   (void) transfer_encoding;
   (void) offset;
   request_t *request = cls;
+  /* MHD passes a NULL key for a part whose Content-Disposition has no name. */
+  if (!key)
+    return MHD_YES;
   if (strcmp(key, "audio") == 0) {
     if (!request->form_has_audio && content_type)
       snprintf(request->part_type, sizeof request->part_type, "%s", content_type);

@@ -14,7 +14,8 @@ PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler
  libcurl4-openssl-dev libhiredis-dev libpocketsphinx-dev pocketsphinx-en-us
  libespeak-ng-dev espeak-ng libavformat-dev libavcodec-dev libavutil-dev
  libswresample-dev libswscale-dev libcairo2-dev libsqlite3-dev libcmocka-dev
- libssl-dev ffmpeg curl jq procps redis-server yamllint iproute2 $NPM_PACKAGE"
+ libssl-dev ffmpeg curl jq procps redis-server yamllint iproute2 $NPM_PACKAGE
+ clang libclang-rt-14-dev"
 
 say() { printf '%s\n' "$*" >&2; }
 

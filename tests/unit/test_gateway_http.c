@@ -668,6 +668,22 @@ static void test_complete_flow_multipart(void **state)
   curl_easy_cleanup(curl);
 }
 
+/* A part without a name (found by tests/fuzz/fuzz_http: it crashed the gateway)
+ * is skipped like any other field we do not use. */
+static void test_multipart_unnamed_part(void **state)
+{
+  fixture_t *fixture = *state;
+  static const char body[] =
+    "--b0undary\r\nContent-Disposition: form-data\r\n\r\nno name\r\n"
+    "--b0undary\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.webm\"\r\n"
+    "Content-Type: audio/webm\r\n\r\n\x1a\x45\xdf\xa3\x9f\x42\x86\x81\r\n--b0undary--\r\n";
+  response_t response = post(fixture, "/api/complete-flow", "multipart/form-data; boundary=b0undary",
+                             body, sizeof body - 1);
+  cJSON_Delete(assert_json(&response, 202));
+  assert_int_equal(fixture->last_job->input_audio.len, sizeof webm_magic);
+  assert_memory_equal(fixture->last_job->input_audio.data, webm_magic, sizeof webm_magic);
+}
+
 static void test_overloaded(void **state)
 {
   fixture_t *fixture = *state;
@@ -842,6 +858,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_complete_flow_errors, setup, teardown),
     cmocka_unit_test_setup_teardown(test_upload_too_large, setup, teardown),
     cmocka_unit_test_setup_teardown(test_complete_flow_multipart, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_multipart_unnamed_part, setup, teardown),
     cmocka_unit_test_setup_teardown(test_overloaded, setup, teardown),
     cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
     cmocka_unit_test_setup_teardown(test_media_ranges, setup, teardown),

@@ -1,0 +1,2 @@
+
+../../etc/passwdavatar RRIFFZ	audio/wav

@@ -1,0 +1,3 @@
+
+3f2a9cstt Š-
+	bad_audio The recording could not be read.
