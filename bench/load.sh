@@ -1,0 +1,76 @@
+#!/bin/sh
+# Load benchmark: LOAD_SECONDS (default 600) of many concurrent pollers on
+# GET /api/jobs/{id} (wrk, LOAD_POLLERS connections) plus a steady stream of typed
+# submissions (LOAD_SUBMIT_PER_S per second) against the local system. Prints
+# polls/s with p50/p99 latency, submissions accepted vs answered 429/503, every
+# process's RSS at start and end, and how many accepted jobs never ended (lost).
+# Figures, not assertions.   bench/load.sh [BUILD_DIR]
+set -eu
+. "$(dirname "$0")/../scripts/lib.sh"
+ensure_packages wrk
+
+BUILD_DIR=${1:-$TOP/build}
+SECONDS_TOTAL=${LOAD_SECONDS:-600}
+POLLERS=${LOAD_POLLERS:-64}
+RATE=${LOAD_SUBMIT_PER_S:-2}
+WORK=$(mktemp -d)
+PORT=$((30000 + $$ % 20000))
+BASE="http://127.0.0.1:$PORT"
+export BROKER_BIND="tcp://127.0.0.1:$((PORT + 1))" BROKER_ENDPOINT="tcp://127.0.0.1:$((PORT + 1))"
+export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" LOG_LEVEL=warn
+export GATEWAY_RATE_PER_MIN=0 GATEWAY_POLL_RATE_PER_MIN=0 GATEWAY_MAX_CONNECTIONS=1024
+
+cleanup() { kill $(cut -d' ' -f2 "$WORK/pids") 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT INT TERM
+for s in broker stt chat tts avatar gateway; do
+  case $s in gateway) bin=gateway/gateway ;; *) bin=services/$s/$s ;; esac
+  "$BUILD_DIR/$bin" 2>>"$WORK/$s.log" &
+  echo "$s $!" >> "$WORK/pids"
+done
+i=0
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200 ]; do
+  sleep 0.1; i=$((i + 1)); [ $i -lt 100 ] || { echo "system did not start" >&2; exit 1; }
+done
+
+rss() { while read -r name pid; do printf '%s=%s ' "$name" "$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")"; done < "$WORK/pids"; }
+echo "RSS kB at start: $(rss)"
+
+first=$(curl -s -X POST "$BASE/api/ask" -H 'Content-Type: application/json' -d '{"text":"hello"}' | jq -r .job_id)
+cat > "$WORK/poll.lua" <<EOF
+request = function() return wrk.format("GET", "/api/jobs/$first") end
+EOF
+
+# Submissions for the whole run, in the background.
+(
+  end=$(( $(date +%s) + SECONDS_TOTAL ))
+  pause=$(awk -v r="$RATE" 'BEGIN { print 1 / r }')
+  while [ "$(date +%s)" -lt "$end" ]; do
+    out=$(curl -s -w '\n%{http_code}' -X POST "$BASE/api/ask" -H 'Content-Type: application/json' \
+      -d '{"text":"What are your office hours?"}')
+    code=$(printf '%s' "$out" | tail -n 1)
+    echo "$code" >> "$WORK/codes"
+    [ "$code" = 202 ] && printf '%s' "$out" | head -n 1 | jq -r .job_id >> "$WORK/accepted"
+    sleep "$pause"
+  done
+) &
+submitter=$!
+
+wrk -t 2 -c "$POLLERS" -d "${SECONDS_TOTAL}s" --latency -s "$WORK/poll.lua" "$BASE" > "$WORK/wrk.txt"
+wait "$submitter"
+sleep 5
+echo "RSS kB at end:   $(rss)"
+
+echo "polls/s: $(awk '/Requests\/sec/ { print $2 }' "$WORK/wrk.txt")"
+echo "poll latency p50: $(awk '$1 == "50%" { print $2 }' "$WORK/wrk.txt")  p99: $(awk '$1 == "99%" { print $2 }' "$WORK/wrk.txt")"
+echo "submissions: $(wc -l < "$WORK/codes"), accepted $(grep -c '^202$' "$WORK/codes" || true), 429 $(grep -c '^429$' "$WORK/codes" || true), 503 $(grep -c '^503$' "$WORK/codes" || true)"
+# Wait for the last jobs (up to their deadline), then count those that never ended.
+deadline=$(( $(date +%s) + 65 ))
+while :; do
+  open=0
+  while read -r job; do
+    case $(curl -s "$BASE/api/jobs/$job" | jq -r .state) in done | failed) ;; *) open=$((open + 1)) ;; esac
+  done < "$WORK/accepted"
+  [ "$open" -eq 0 ] || [ "$(date +%s)" -ge "$deadline" ] && break
+  sleep 2
+done
+echo "jobs: done $(for j in $(cat "$WORK/accepted"); do curl -s "$BASE/api/jobs/$j" | jq -r .state; done | grep -c '^done$' || true), lost $open"
