@@ -10,7 +10,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${1:-$TOP/build}
 RUNS=${RUNS:-20}
 WORK=$(mktemp -d)
-PORT=$((30000 + $$ % 20000))
+PORT=$((10000 + $$ % 20000))
 BASE="http://127.0.0.1:$PORT"
 export BROKER_BIND="tcp://127.0.0.1:$((PORT + 1))" BROKER_ENDPOINT="tcp://127.0.0.1:$((PORT + 1))"
 export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" LOG_LEVEL=warn

@@ -11,7 +11,8 @@ BUILD_DIR=${BUILD_DIR:?BUILD_DIR must name the build directory}
 JOBS=${CHAOS_JOBS:-60}
 KILL_EVERY=${CHAOS_KILL_EVERY:-2}
 WORK=$(mktemp -d)
-PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+# Below Linux's ephemeral port range (32768+), so no outgoing connection holds it.
+PORT=$((10000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
 BASE="http://127.0.0.1:$PORT"
 export BROKER_BIND="tcp://127.0.0.1:$((PORT + 1))" BROKER_ENDPOINT="tcp://127.0.0.1:$((PORT + 1))"
 export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" LOG_LEVEL=warn

@@ -7,7 +7,8 @@ set -u
 
 BUILD_DIR=${BUILD_DIR:?BUILD_DIR must name the build directory}
 WORK=$(mktemp -d)
-PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+# Below Linux's ephemeral port range (32768+), so no outgoing connection holds it.
+PORT=$((10000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
 BROKER_PORT=$((PORT + 1))
 export BROKER_BIND="tcp://127.0.0.1:$BROKER_PORT" BROKER_ENDPOINT="tcp://127.0.0.1:$BROKER_PORT"
 export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" HEALTHCHECK_TIMEOUT_MS=1000

@@ -9,7 +9,8 @@ set -u
 
 BUILD_DIR=${BUILD_DIR:?BUILD_DIR must name the build directory}
 WORK=$(mktemp -d)
-PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
+# Below Linux's ephemeral port range (32768+), so no outgoing connection holds it.
+PORT=$((10000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000))
 BROKER_PORT=$((PORT + 1))
 BASE="http://127.0.0.1:$PORT"
 ORIGIN="https://kiosk.example.com"
