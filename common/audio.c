@@ -22,6 +22,12 @@ enum { AVIO_BUFFER_SIZE = 16 * 1024 };
  * (found by tests/fuzz/fuzz_audio); real recordings stay at or below 384 kHz. */
 enum { MAX_INPUT_RATE = 384000 };
 
+/* The demuxers audio_decode may use: the containers uploads and synthesized
+ * speech come in. Others would read more than the bytes given: FFmpeg's concat
+ * demuxer opens the files an upload names ("ffconcat version 1.0\nfile x.wav"
+ * decoded x.wav from the working directory). */
+static const char allowed_formats[] = "matroska,ogg,wav,mp3,mov,aac,flac";
+
 /* The read position of the custom AVIOContext over the caller's buffer. */
 typedef struct {
   const uint8_t *data;
@@ -134,6 +140,9 @@ static int decoder_open(decoder_t *dec, uint32_t max_ms, stage_error_t *err)
     return bad_audio(err, "out of memory");
   dec->format->pb = dec->avio;
   dec->format->flags |= AVFMT_FLAG_CUSTOM_IO;
+  dec->format->format_whitelist = av_strdup(allowed_formats);
+  if (!dec->format->format_whitelist)
+    return bad_audio(err, "out of memory");
   /* avformat_open_input frees the context on failure and NULLs our pointer. */
   if (avformat_open_input(&dec->format, NULL, NULL, NULL) < 0)
     return bad_audio(err, "unknown format");

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -213,6 +214,19 @@ static void test_absurd_rate(void **state)
   assert_null(pcm.samples);
 }
 
+/* An upload naming another file (FFmpeg's concat format) is not followed: only
+ * the bytes given are decoded. speech.wav sits in the working directory here. */
+static void test_named_file_refused(void **state)
+{
+  (void) state;
+  char cwd[512];
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(media.dir), 0);
+  static const char concat[] = "ffconcat version 1.0\nfile speech.wav\n";
+  expect_error((const uint8_t *) concat, sizeof concat - 1, MAX_MS, "bad_audio");
+  assert_int_equal(chdir(cwd), 0);
+}
+
 static void test_too_long(void **state)
 {
   (void) state;
@@ -241,6 +255,7 @@ int main(void)
     cmocka_unit_test(test_garbage),
     cmocka_unit_test(test_truncated),
     cmocka_unit_test(test_absurd_rate),
+    cmocka_unit_test(test_named_file_refused),
     cmocka_unit_test(test_too_long),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
