@@ -14,7 +14,7 @@ PORT=$((10000 + $$ % 20000))
 BASE="http://127.0.0.1:$PORT"
 export BROKER_BIND="tcp://127.0.0.1:$((PORT + 1))" BROKER_ENDPOINT="tcp://127.0.0.1:$((PORT + 1))"
 export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" LOG_LEVEL=warn
-export GATEWAY_RATE_PER_MIN=0 GATEWAY_POLL_RATE_PER_MIN=0
+export GATEWAY_RATE_PER_MIN=0 GATEWAY_POLL_RATE_PER_MIN=0 GATEWAY_MAX_CONNECTIONS_PER_IP=0
 
 pids=""
 cleanup() { kill $pids 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
