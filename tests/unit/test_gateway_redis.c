@@ -160,9 +160,11 @@ static void test_job_submitted_on_a_is_followed_on_b(void **state)
   job_store_t *b = job_store_new_redis(fixture->b, TTL_MS);
   assert_int_equal(job_store_create(a, "job-ab", "s1", "chat", "Where is your store?", T0), 0);
   assert_int_equal(job_store_create(b, "job-ab", "s1", "chat", NULL, T0), -1); /* id taken */
-  assert_string_equal(render_text(job_store_render(b, "job-ab", T0)) ?: "",
-                      "{\"job_id\":\"job-ab\",\"session_id\":\"s1\",\"state\":\"queued\","
-                      "\"stage\":\"chat\",\"transcript\":\"Where is your store?\",\"error\":null}");
+  char *text = render_text(job_store_render(b, "job-ab", T0));
+  assert_string_equal(text, "{\"job_id\":\"job-ab\",\"session_id\":\"s1\",\"state\":\"queued\","
+                            "\"stage\":\"chat\",\"transcript\":\"Where is your store?\","
+                            "\"error\":null}");
+  free(text);
 
   /* Events of one job reach different gateways: A sees chat, B sees the end. */
   job_timing_t chat_timing[] = {{"chat", 5}};
@@ -187,7 +189,7 @@ static void test_job_submitted_on_a_is_followed_on_b(void **state)
   job_update_t late = {.job_id = "job-ab", .state = JOB_STATE_FAILED, .error_code = "timeout"};
   assert_int_equal(job_store_apply(a, &late, T0 + 2000, NULL), JOB_APPLY_IGNORED);
   assert_true(job_store_is_final(a, "job-ab", T0));
-  char *text = render_text(job_store_render(a, "job-ab", T0));
+  text = render_text(job_store_render(a, "job-ab", T0));
   assert_string_equal(text, "{\"job_id\":\"job-ab\",\"session_id\":\"s1\",\"state\":\"done\","
                             "\"stage\":\"avatar\",\"transcript\":\"Where is your store?\","
                             "\"reply\":\"We are at 12 Main Street.\","
@@ -275,7 +277,9 @@ static void test_records_expire_in_redis(void **state)
   assert_int_equal(job_store_apply(jobs, &update, T0, NULL), JOB_APPLY_UPDATED);
   assert_int_equal(session_store_open(sessions, "sess-ttl", T0, id), 0);
   sleep_ms(150);
-  assert_non_null(render_text(job_store_render(jobs, "job-ttl", T0)));
+  cJSON *job = job_store_render(jobs, "job-ttl", T0);
+  assert_non_null(job);
+  cJSON_Delete(job);
   cJSON *session = session_store_render(sessions, "sess-ttl", T0);
   assert_non_null(session);
   cJSON_Delete(session);
