@@ -134,13 +134,32 @@ static void apply_status(const uint8_t *packed, size_t size)
 
 /* protobuf-c 1.4 reads a tag with field number 0 when its varint is overlong
  * (0x82 0x00), keeps it as an unknown field and writes it back as 0x02, which it
- * then refuses to read (tests/fuzz/crashes/messages-field-zero.pb). Such a job
+ * then refuses to read (tests/fuzz/crashes/messages-field-zero*.pb). Such a job
  * fails at the next stage with "bad_message": a clear error, not a crash. */
 static bool has_field_zero(const ProtobufCMessage *message)
 {
   for (unsigned i = 0; i < message->n_unknown_fields; i++)
     if (message->unknown_fields[i].tag == 0)
       return true;
+  /* ... or in any message inside it (history turns, phonemes, timings). */
+  const ProtobufCMessageDescriptor *descriptor = message->descriptor;
+  for (unsigned f = 0; f < descriptor->n_fields; f++) {
+    const ProtobufCFieldDescriptor *field = &descriptor->fields[f];
+    if (field->type != PROTOBUF_C_TYPE_MESSAGE)
+      continue;
+    const char *base = (const char *) message;
+    if (field->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t count = *(const size_t *) (base + field->quantifier_offset);
+      ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *) (base + field->offset);
+      for (size_t i = 0; i < count; i++)
+        if (has_field_zero(items[i]))
+          return true;
+    } else {
+      const ProtobufCMessage *inner = *(const ProtobufCMessage *const *) (base + field->offset);
+      if (inner && has_field_zero(inner))
+        return true;
+    }
+  }
   return false;
 }
 

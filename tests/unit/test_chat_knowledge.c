@@ -187,8 +187,8 @@ static void test_paraphrase_templates(void **state)
   assert_int_equal(knowledge_expand_template("(how long|when) will it (take|) ", collect, all,
                                              &problem), 4);
   assert_string_equal(all, "how long will it take|how long will it|when will it take|when will it|");
-  static const char *const broken[] = {"(a|b", "a)b", "x|y", "((a))", "(|)", "(a|b)(c|d)(e|f)(g|h)"
-                                       "(i|j)(k|l)(m|n)(o|p)(q|r)"};
+  static const char *const broken[] = {"(a|b", "a)b", "x|y", "((a))", "(|)", ("(a|b)(c|d)(e|f)(g|h)"
+                                       "(i|j)(k|l)(m|n)(o|p)(q|r)")};
   for (size_t i = 0; i < sizeof broken / sizeof *broken; i++) {
     all[0] = '\0';
     problem = NULL;
