@@ -273,7 +273,10 @@ static size_t exchange(const uint8_t *data, size_t size, char *head, size_t head
     }
     struct pollfd poller = {.fd = fd, .events = POLLIN | (write_closed ? 0 : POLLOUT)};
     int64_t left = give_up - clock_mono_ms();
-    if (left <= 0 || poll(&poller, 1, (int) left) <= 0)
+    int ready = left > 0 ? poll(&poller, 1, (int) left) : 0;
+    if (ready < 0 && errno == EINTR)
+      continue; /* libFuzzer's timer */
+    if (ready <= 0)
       fail("the gateway did not finish answering in time");
     if (poller.revents & POLLIN) {
       char chunk[16384];
