@@ -465,8 +465,10 @@ static void cmudict_load(lmgen_t *ctx, cmudict_t *dict, const char *path)
   size_t size;
   dict->file = file_read(ctx, path, &size);
   size_t capacity = 0;
+  const char *file_end = dict->file + size;
   for (char *line = dict->file; line && *line;) {
-    char *end = strchr(line, '\n');
+    /* memchr, not strchr: the rest of a 3 MB file is no C string to scan per line. */
+    char *end = memchr(line, '\n', (size_t) (file_end - line));
     if (end)
       *end = '\0';
     size_t key_length = strcspn(line, " \t");
