@@ -184,8 +184,10 @@ static void check_security(const char *text)
   if (api_token_matches_cookie(&token, text) && strcmp(text, token.cookie) != 0)
     fail("another value matched the login cookie");
 
+  /* Only lists that can be valid: each refused entry is logged as an error,
+   * and logging every input would flood the run's log. */
   origin_list_t *origins = NULL;
-  if (origin_list_parse(first, &origins) == 0) {
+  if (strstr(first, "://") && origin_list_parse(first, &origins) == 0) {
     (void) origin_list_allows(origins, second);
     origin_list_destroy(&origins);
   }
