@@ -31,8 +31,15 @@ static int write_account(const char *path, EVP_PKEY *key, const fake_server_t *s
     return -1;
   char *pem = NULL;
   long len = BIO_get_mem_data(bio, &pem);
-  char *pem_text = strndup(pem, (size_t) len);
+  /* The BIO's memory is not NUL-terminated. */
+  char *pem_text = len > 0 ? malloc((size_t) len + 1) : NULL;
+  if (pem_text) {
+    memcpy(pem_text, pem, (size_t) len);
+    pem_text[len] = '\0';
+  }
   BIO_free(bio);
+  if (!pem_text)
+    return -1;
   char token_uri[96];
   fake_server_base_url(server, token_uri, sizeof token_uri);
   strncat(token_uri, "/token", sizeof token_uri - strlen(token_uri) - 1);
