@@ -256,13 +256,36 @@ static void check_parsers(const uint8_t *data, size_t size)
 
 /* ---- one HTTP exchange ----------------------------------------------------- */
 
+/* A connected socket. Thousands of connections a second can run the loopback
+ * out of ephemeral ports for a moment: retry until ANSWER_TIMEOUT_MS. The
+ * socket is reset on close (linger 0), so the client side keeps no TIME_WAIT. */
+static int connect_to_gateway(void)
+{
+  int64_t give_up = clock_mono_ms() + ANSWER_TIMEOUT_MS;
+  for (;;) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+      fail("cannot make a socket");
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) != 0)
+      fail("cannot set SO_LINGER");
+    if (connect(fd, (const struct sockaddr *) &server, sizeof server) == 0)
+      return fd;
+    int error = errno;
+    close(fd);
+    if (clock_mono_ms() > give_up) {
+      fprintf(stderr, "fuzz_http: connect: %s\n", strerror(error));
+      fail("cannot connect to the gateway");
+    }
+    usleep(1000);
+  }
+}
+
 /* Sends the input, half-closes and reads the whole answer. Returns its size
  * (0 when the server closed without answering); fills `head` with its start. */
 static size_t exchange(const uint8_t *data, size_t size, char *head, size_t head_size)
 {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || connect(fd, (const struct sockaddr *) &server, sizeof server) != 0)
-    fail("cannot connect to the gateway");
+  int fd = connect_to_gateway();
   /* Send and read at once: the server may answer (413, 405) before the body ends. */
   size_t sent = 0, received = 0;
   bool write_closed = false;
