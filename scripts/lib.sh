@@ -17,6 +17,9 @@ PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler
  libssl-dev ffmpeg curl jq procps redis-server yamllint iproute2 $NPM_PACKAGE
  clang libclang-rt-14-dev"
 
+# Only scripts/test needs these: the browser tests drive Debian's Chromium.
+TEST_PACKAGES="chromium"
+
 say() { printf '%s\n' "$*" >&2; }
 
 ensure_packages() {
@@ -45,4 +48,14 @@ ensure_build() {
     meson setup "$TOP/$dir" "$TOP" "$@" >/dev/null || { say "meson setup $dir failed"; exit 1; }
   fi
   ninja -C "$TOP/$dir" >/dev/null || { ninja -C "$TOP/$dir" | tail -40 >&2; say "build $dir failed"; exit 1; }
+}
+
+# ensure_npm DIR: installs DIR's npm packages exactly as its package-lock.json
+# says, again whenever the lock file is newer than the installed tree.
+ensure_npm() {
+  dir=$TOP/$1
+  command -v npm >/dev/null || { say "npm is missing (Node.js 20 and npm are needed for $1)"; exit 1; }
+  [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] && return 0
+  say "npm ci in $1..."
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || { say "npm ci in $1 failed"; exit 1; }
 }

@@ -33,8 +33,6 @@
 
 enum { MAX_ORDER = 3, MAX_FILE_BYTES = 64 * 1024 * 1024 };
 
-/* Answers mention many things in passing: their sentences count half a phrasing. */
-#define ANSWER_WEIGHT 0.5
 
 /* Every allocation of a build sits behind this header in a doubly linked list. */
 typedef union block {
@@ -644,7 +642,7 @@ static void corpus_add_answer(lmgen_t *ctx, corpus_t *corpus, const cmudict_t *d
     char *sentence = xrealloc(ctx, NULL, length + 1, 1);
     memcpy(sentence, start, length);
     sentence[length] = '\0';
-    corpus_add_sentence(ctx, corpus, dict, sentence, ANSWER_WEIGHT, true);
+    corpus_add_sentence(ctx, corpus, dict, sentence, LMGEN_ANSWER_WEIGHT, true);
     if (!*p || !p[1])
       break;
     start = p + 1;
@@ -657,7 +655,8 @@ static void corpus_add_entries(lmgen_t *ctx, corpus_t *corpus, const cmudict_t *
   for (size_t e = 0; e < count; e++) {
     const knowledge_entry_t *entry = &entries[e];
     for (size_t q = 0; q < entry->question_count; q++)
-      corpus_add_sentence(ctx, corpus, dict, entry->questions[q], 1.0, true);
+      corpus_add_sentence(ctx, corpus, dict, entry->questions[q], LMGEN_QUESTION_WEIGHT,
+                          true);
     /* The expansions of all templates share LMGEN_TEMPLATE_WEIGHT per template, so a
      * template with many alternatives does not drown the written questions. The entry
      * records only the expansions, so the share is spread evenly over them. */

@@ -4,10 +4,11 @@
  * questions the chat stage can answer.
  *
  * The corpus mixes, each source weighted (counts are fractional):
- *   - every phrasing of entries[].questions and small_talk[].questions   (weight 1)
+ *   - every phrasing of entries[].questions and small_talk[].questions
+ *     (weight LMGEN_QUESTION_WEIGHT: the knowledge base's own words lead)
  *   - every sentence of entries[].paraphrases templates, each template
- *     counting as LMGEN_TEMPLATE_WEIGHT phrasings in all
- *   - every sentence of the answers                                       (weight 1/2)
+ *     counting as LMGEN_TEMPLATE_WEIGHT in all
+ *   - every sentence of the answers                                 (LMGEN_ANSWER_WEIGHT)
  *   - an optional general-English sentence file (one sentence a line, '#'
  *     comments), scaled to `general_weight` times the domain's total weight
  *   - optionally the `generic_words` most likely words of a generic language
@@ -24,7 +25,12 @@
 
 #include <stddef.h>
 
-#define LMGEN_TEMPLATE_WEIGHT 2.0
+/* Relative weights of the knowledge base's sources. With the templates and answers
+ * weighing as much as the questions, "what are your office hours" came out as "what
+ * is how is": the questions must stay the strongest paths. */
+#define LMGEN_QUESTION_WEIGHT 4.0
+#define LMGEN_TEMPLATE_WEIGHT 1.0
+#define LMGEN_ANSWER_WEIGHT 0.25
 
 typedef struct {
   const char *knowledge_path;   /* the knowledge base JSON (validated like chat does) */
