@@ -43,6 +43,7 @@ export class System {
       GATEWAY_PORT: String(httpPort),
       GATEWAY_BIND: '127.0.0.1',
       MEDIA_DIR: join(this.work, 'media'),
+      CONVERSATION_DB: join(this.work, 'conversations.db'),
       LOG_LEVEL: 'info',
       ...settings,
     };
@@ -55,7 +56,9 @@ export class System {
   spawn(name) {
     const path = name === 'gateway' ? 'gateway/gateway' : `services/${name}/${name}`;
     const log = openSync(join(this.work, `${name}.log`), 'a');
+    // In the scratch directory, so any relative default path lands there too.
     const child = spawn(join(this.buildDir, path), [], {
+      cwd: this.work,
       env: this.env,
       stdio: ['ignore', 'ignore', log],
     });
