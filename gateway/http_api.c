@@ -86,6 +86,7 @@ typedef enum {
   ROUTE_HEALTHZ,
   ROUTE_METRICS,
   ROUTE_LOGIN,
+  ROUTE_IDLE_VIDEO,
   ROUTE_API_OTHER,
   ROUTE_NOT_FOUND,
 } route_t;
@@ -93,6 +94,7 @@ typedef enum {
 /* Metric and log labels, indexed by route_t. */
 static const char *const route_names[] = {
   "static", "complete_flow", "ask", "jobs", "sessions", "media", "healthz", "metrics", "login",
+  "idle_video",
   "not_found", "not_found",
 };
 
@@ -383,6 +385,23 @@ static enum MHD_Result handle_static(http_api_t *api, struct MHD_Connection *con
   }
   /* no-cache: the browser revalidates, so a new UI shows up on the next load. */
   return respond_file(connection, request, fd, (uint64_t) st.st_size, content_type, "no-cache");
+}
+
+/* The avatar breathing and blinking, for the page to loop while it waits; rendered
+ * at build time by avatar-idle, so it costs no worker time. */
+static enum MHD_Result handle_idle_video(http_api_t *api, struct MHD_Connection *connection,
+                                         request_t *request)
+{
+  int fd = api->config.idle_video ? open(api->config.idle_video, O_RDONLY | O_CLOEXEC) : -1;
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+    close(fd);
+    fd = -1;
+  }
+  if (fd < 0)
+    return respond_not_found(connection, request);
+  return respond_file(connection, request, fd, (uint64_t) st.st_size, "video/mp4",
+                      "public, max-age=3600");
 }
 
 /* ---- polling, sessions, operations -------------------------------------- */
@@ -813,6 +832,7 @@ static const struct {
   {"/healthz", true, ROUTE_HEALTHZ},
   {"/metrics", true, ROUTE_METRICS},
   {"/login", true, ROUTE_LOGIN},
+  {"/idle.mp4", true, ROUTE_IDLE_VIDEO},
   {"/api/", false, ROUTE_API_OTHER},
   {"/", false, ROUTE_STATIC},
 };
@@ -1096,6 +1116,7 @@ static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
   case ROUTE_STATIC:
   case ROUTE_JOB:
   case ROUTE_MEDIA:
+  case ROUTE_IDLE_VIDEO:
   case ROUTE_HEALTHZ:
   case ROUTE_METRICS:
     break;
@@ -1105,6 +1126,7 @@ static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
   switch (request->route) {
   case ROUTE_JOB: return handle_job(api, connection, request);
   case ROUTE_MEDIA: return handle_media(api, connection, request);
+  case ROUTE_IDLE_VIDEO: return handle_idle_video(api, connection, request);
   case ROUTE_HEALTHZ: return handle_healthz(api, connection, request);
   case ROUTE_METRICS: return handle_metrics(api, connection, request);
   default:

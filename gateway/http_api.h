@@ -22,6 +22,7 @@ typedef struct {
   unsigned connection_limit;     /* concurrent connections before refusing */
   unsigned connection_timeout_s; /* idle seconds before a slow client is dropped */
   const char *static_dir;        /* the UI files (gateway/static) */
+  const char *idle_video;        /* the avatar's idle loop served at /idle.mp4, or NULL */
   size_t max_upload_bytes;       /* audio upload limit (413 above) */
   size_t ask_max_chars;          /* typed question limit, code points (413 above) */
   int64_t job_deadline_ms;       /* how long a job may take from submission */

@@ -193,6 +193,7 @@ int main(void)
     .connection_limit = (unsigned) config_long("GATEWAY_MAX_CONNECTIONS", 512, 8, 65536),
     .connection_timeout_s = (unsigned) config_long("GATEWAY_CONNECTION_TIMEOUT_S", 30, 1, 3600),
     .static_dir = config_str("GATEWAY_STATIC_DIR", GATEWAY_STATIC_DIR_DEFAULT),
+    .idle_video = config_str("GATEWAY_IDLE_VIDEO", GATEWAY_IDLE_VIDEO_DEFAULT),
     .max_upload_bytes =
       (size_t) config_long("GATEWAY_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1024, 512L * 1024 * 1024),
     .ask_max_chars = (size_t) config_long("ASK_MAX_CHARS", 1000, 1, 100000),

@@ -166,3 +166,5 @@ curl -s -o "$WORK/metrics" "$BASE/metrics"
 check "metrics are Prometheus text" grep -q '^# TYPE' "$WORK/metrics"
 check "metrics carry the workers' counters" grep -q '^worker_jobs_done_total{stage="avatar"}' "$WORK/metrics"
 check "metrics carry the broker's counters" grep -q '^broker_jobs_dispatched_total [1-9]' "$WORK/metrics"
+curl -s -o "$WORK/idle.mp4" "$BASE/idle.mp4"
+check "the idle loop is served as H.264 video" test "$(ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$WORK/idle.mp4")" = h264
