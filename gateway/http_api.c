@@ -491,7 +491,15 @@ typedef struct {
   const char *audio_mime;
   const char *text;
   const char *requested_session_id; /* NULL or "": start a new session */
+  const char *character;    /* avatar character for this answer; NULL = the default */
 } submission_t;
+
+/* A character name as the avatar knows them: 1-32 of [a-z0-9_-]. */
+static bool character_is_valid(const char *name)
+{
+  size_t length = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-");
+  return length > 0 && length <= 32 && name[length] == '\0';
+}
 
 /* Packs the job with the session's history. Returns a malloc'd buffer, or NULL. */
 static uint8_t *pack_job(const submission_t *submission, const char *job_id,
@@ -519,6 +527,7 @@ static uint8_t *pack_job(const submission_t *submission, const char *job_id,
     job.input_audio.len = submission->audio_size;
     job.input_mime = (char *) (submission->audio_mime ? submission->audio_mime : "");
     job.input_text = (char *) (submission->text ? submission->text : "");
+    job.character = (char *) (submission->character ? submission->character : "");
     job.n_history = turn_count;
     job.history = history_items;
     *size_out = avatar__job__get_packed_size(&job);
@@ -747,6 +756,12 @@ static enum MHD_Result finish_complete_flow(http_api_t *api, struct MHD_Connecti
   if (!session_id || !*session_id)
     session_id = form_session_id;
 
+  const char *character =
+    MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "character");
+  if (character && *character && !character_is_valid(character))
+    return respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                         "\"character\" must be a character name like \"ada\".");
+
   metrics_upload(api->config.metrics, request->body.size);
   submission_t submission = {
     .stage = "stt",
@@ -754,6 +769,7 @@ static enum MHD_Result finish_complete_flow(http_api_t *api, struct MHD_Connecti
     .audio_size = request->body.size,
     .audio_mime = mime,
     .requested_session_id = session_id,
+    .character = character && *character ? character : NULL,
   };
   return submit(api, connection, request, &submission);
 }
@@ -789,6 +805,7 @@ static enum MHD_Result finish_ask(http_api_t *api, struct MHD_Connection *connec
   cJSON *body = cJSON_ParseWithLength((const char *) request->body.data, request->body.size);
   const cJSON *text = cJSON_GetObjectItemCaseSensitive(body, "text");
   const cJSON *session = cJSON_GetObjectItemCaseSensitive(body, "session_id");
+  const cJSON *character = cJSON_GetObjectItemCaseSensitive(body, "character");
   enum MHD_Result result;
   if (!cJSON_IsObject(body))
     result = respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
@@ -799,6 +816,10 @@ static enum MHD_Result finish_ask(http_api_t *api, struct MHD_Connection *connec
   else if (session && !cJSON_IsNull(session) && !cJSON_IsString(session))
     result = respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
                            "\"session_id\" must be a string.");
+  else if (character && !cJSON_IsNull(character) &&
+           !(cJSON_IsString(character) && character_is_valid(character->valuestring)))
+    result = respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                           "\"character\" must be a character name like \"ada\".");
   else if (!upload_text_is_utf8(text->valuestring))
     result = respond_error(connection, request, MHD_HTTP_UNPROCESSABLE_CONTENT, "unprocessable",
                            "The question is not valid UTF-8 text.");
@@ -810,6 +831,7 @@ static enum MHD_Result finish_ask(http_api_t *api, struct MHD_Connection *connec
       .stage = "chat",
       .text = text->valuestring,
       .requested_session_id = cJSON_IsString(session) ? session->valuestring : NULL,
+      .character = cJSON_IsString(character) ? character->valuestring : NULL,
     };
     result = submit(api, connection, request, &submission);
   }

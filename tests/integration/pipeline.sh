@@ -168,3 +168,7 @@ check "metrics carry the workers' counters" grep -q '^worker_jobs_done_total{sta
 check "metrics carry the broker's counters" grep -q '^broker_jobs_dispatched_total [1-9]' "$WORK/metrics"
 curl -s -o "$WORK/idle.mp4" "$BASE/idle.mp4"
 check "the idle loop is served as H.264 video" test "$(ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$WORK/idle.mp4")" = h264
+leo=$(printf '{"text": "Is there free parking?", "character": "leo"}' |
+  curl -s -X POST "$BASE/api/ask" -H 'Content-Type: application/json' --data-binary @- | jq -r .job_id)
+check "a question for another character ends done" test "$(poll "$leo" | jq -r .state)" = done
+check "a malformed character name is 400" test "$(status_of -X POST "$BASE/api/ask" -H 'Content-Type: application/json' --data-binary '{"text": "hi", "character": "../x"}')" = 400
