@@ -17,8 +17,9 @@ PACKAGES="build-essential meson ninja-build pkg-config protobuf-c-compiler
  libssl-dev ffmpeg curl jq procps redis-server yamllint iproute2 $NPM_PACKAGE
  clang libclang-rt-14-dev"
 
-# Only scripts/test needs these: the browser tests drive Debian's Chromium.
-TEST_PACKAGES="chromium"
+# Only scripts/test needs these: the browser tests drive Debian's Chromium; the
+# conversation-quality eval adds Flite voices to eSpeak's.
+TEST_PACKAGES="chromium flite"
 
 say() { printf '%s\n' "$*" >&2; }
 
