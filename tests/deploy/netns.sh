@@ -70,6 +70,8 @@ check "five hosts on a bridge (namespaces, veth, $NET.0/24)" build_network
 BROKER="tcp://$NET.1:5555"
 GATEWAY="http://$NET.2:8080"
 export BROKER_ENDPOINT="$BROKER" LOG_LEVEL=info AVATAR_SIZE=${AVATAR_SIZE:-256}
+# One client submits every question here: no per-client rate limits.
+export GATEWAY_RATE_PER_MIN=0 GATEWAY_POLL_RATE_PER_MIN=0 GATEWAY_MAX_CONNECTIONS_PER_IP=0
 on() { host=$1; shift; ip netns exec "$TAG-$host" "$@"; }
 start() { # start HOST NAME COMMAND...: runs COMMAND on HOST, pid in $WORK/NAME.pid
   host=$1 name=$2; shift 2
