@@ -24,6 +24,7 @@
 #define PENDING_GRACE_MS 2000      /* past the deadline before we give up on a job */
 
 typedef struct {
+  char job_id[AVP_JOB_ID_MAX];     /* set in copies; the table's key otherwise */
   char stage[AVP_STAGE_MAX];
   int64_t deadline_ms;
   zframe_t *payload;
@@ -89,18 +90,36 @@ static void send_submit(link_t *self, const char *job_id, const pending_t *pendi
   link_send(self, &msg);
 }
 
-/* The broker lost its queues (it restarted): hand it every open job again. */
+/* The broker lost its queues (it restarted): hand it every open job again. The
+ * jobs are copied out first: sends may wait (bounded) on a slow broker, and HTTP
+ * threads must not wait for pending_lock meanwhile. */
 static void resubmit_pending(link_t *self)
 {
   broker_client_t *owner = self->owner;
+  zlistx_t *copies = zlistx_new();
+  if (!copies)
+    return;
+  zlistx_set_destructor(copies, pending_destructor);
   pthread_mutex_lock(&owner->pending_lock);
-  size_t count = 0;
   for (pending_t *pending = zhashx_first(owner->pending); pending;
-       pending = zhashx_next(owner->pending), count++)
-    send_submit(self, zhashx_cursor(owner->pending), pending);
+       pending = zhashx_next(owner->pending)) {
+    pending_t *copy = calloc(1, sizeof *copy);
+    if (!copy || !(copy->payload = zframe_dup(pending->payload))) {
+      free(copy);
+      continue;
+    }
+    snprintf(copy->job_id, sizeof copy->job_id, "%s", (const char *) zhashx_cursor(owner->pending));
+    snprintf(copy->stage, sizeof copy->stage, "%s", pending->stage);
+    copy->deadline_ms = pending->deadline_ms;
+    zlistx_add_end(copies, copy);
+  }
   pthread_mutex_unlock(&owner->pending_lock);
-  if (count)
-    log_msg(LOG_WARN, "jobs_resubmitted", "%zu open jobs handed to the broker again", count);
+  for (pending_t *copy = zlistx_first(copies); copy; copy = zlistx_next(copies))
+    send_submit(self, copy->job_id, copy);
+  if (zlistx_size(copies))
+    log_msg(LOG_WARN, "jobs_resubmitted", "%zu open jobs handed to the broker again",
+            zlistx_size(copies));
+  zlistx_destroy(&copies);
 }
 
 static bool link_connect(link_t *self)
@@ -205,10 +224,10 @@ static bool on_caller(link_t *self)
 {
   zmsg_t *msg = zmsg_recv(self->pipe);
   if (!msg)
-    return false;
+    return zmq_errno() != ETERM; /* a signal (EINTR) is no reason to stop */
   char *command = zmsg_popstr(msg);
-  bool term = !command || !strcmp(command, "$TERM");
-  if (!term && (zmsg_pushstr(msg, command) || zmsg_pushstr(msg, AVP_VERSION)))
+  bool term = command && !strcmp(command, "$TERM");
+  if (!term && (!command || zmsg_pushstr(msg, command) || zmsg_pushstr(msg, AVP_VERSION)))
     zmsg_destroy(&msg);
   if (!term)
     link_send(self, &msg);
@@ -241,6 +260,9 @@ static void on_timer(link_t *self)
 static void client_actor(zsock_t *pipe, void *args)
 {
   link_t self = {.owner = args, .pipe = pipe};
+  /* Replies nobody waits for any more must not block this thread: after 100 ms
+   * they are dropped (callers skip stale replies anyway). */
+  zsock_set_sndtimeo(pipe, 100);
   /* Connect before signalling, so the settings are read while broker_client_new() waits. */
   bool connected = link_connect(&self);
   zsock_signal(pipe, 0);
@@ -264,8 +286,8 @@ static void client_actor(zsock_t *pipe, void *args)
     } else if (which && which == self.dealer) {
       for (int i = 0; i < 256 && (zsock_events(self.dealer) & ZMQ_POLLIN); i++)
         on_broker(&self);
-    } else if (zpoller_terminated(poller))
-      break;
+    } else if (zpoller_terminated(poller) && zmq_errno() == ETERM)
+      break; /* only a dead context ends us; a signal (EINTR) does not */
     on_timer(&self);
   }
   if (self.dealer) {

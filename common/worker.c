@@ -134,7 +134,7 @@ static bool on_caller(link_t *self)
 {
   zmsg_t *msg = zmsg_recv(self->pipe);
   if (!msg)
-    return false;
+    return zmq_errno() != ETERM; /* a signal (EINTR) is no reason to stop */
   char *first = zmsg_popstr(msg);
   bool term = first && !strcmp(first, "$TERM");
   if (!term && first && !strcmp(first, AVP_VERSION)) {
@@ -221,8 +221,8 @@ static void worker_actor(zsock_t *pipe, void *args)
         break;
     } else if (which && which == self.dealer)
       on_broker(&self);
-    else if (zpoller_terminated(poller))
-      break;
+    else if (zpoller_terminated(poller) && zmq_errno() == ETERM)
+      break; /* only a dead context ends us; a signal (EINTR) does not */
     on_timer(&self);
   }
   if (self.dealer) {
