@@ -57,3 +57,9 @@ int config_stage_timeout_ms(const char *stage)
   long common = config_long("STAGE_TIMEOUT_MS", 30000, 100, 3600000);
   return (int) config_long(name, common, 100, 3600000);
 }
+
+long config_backend_budget_ms(const char *stage)
+{
+  long stage_ms = config_stage_timeout_ms(stage);
+  return stage_ms - stage_ms / 5;
+}

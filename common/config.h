@@ -21,4 +21,9 @@ bool config_bool(const char *name, bool fallback);
  * exits when its backend hangs well past it. */
 int config_stage_timeout_ms(const char *stage);
 
+/* What a remote backend of `stage` may spend on one job, retries included: four
+ * fifths of the stage's timeout, so a slow provider ends as the backend's own clear
+ * "timeout" before the broker gives the job up. */
+long config_backend_budget_ms(const char *stage);
+
 #endif

@@ -317,11 +317,9 @@ avatar_backend_t *avatar_did_new(stage_error_t *err)
   self->base = (avatar_backend_t){.name = "did", .render = render, .destroy = destroy};
   const char *base_url = config_str("DID_BASE_URL", "https://api.d-id.com");
   self->poll_ms = config_long("DID_POLL_MS", 1000, 10, 10000);
-  /* The whole render (upload, talk, polls, download) gets four fifths of the stage's
-   * time for one job (AVATAR_TIMEOUT_MS), so it ends as a clear "timeout" here before
-   * the broker gives the job up. D-ID takes tens of seconds: raise it for this backend. */
-  long stage_ms = config_stage_timeout_ms("avatar");
-  self->deadline_ms = stage_ms - stage_ms / 5;
+  /* The whole render (upload, talk, polls, download) shares this budget. D-ID takes
+   * tens of seconds: raise AVATAR_TIMEOUT_MS for this backend. */
+  self->deadline_ms = config_backend_budget_ms("avatar");
   self->max_attempts = (int) config_long("AVATAR_MAX_ATTEMPTS", 3, 1, 10);
   if (snprintf(self->base_url, sizeof self->base_url, "%s", base_url) >=
         (int) sizeof self->base_url ||

@@ -181,10 +181,7 @@ int llm_base_url(const char *name, const char *fallback, char *out, size_t size,
 void llm_http_settings(http_request_t *req)
 {
   req->connect_timeout_ms = 5000;
-  /* Four fifths of the chat stage's time for one job (CHAT_TIMEOUT_MS): a slow
-   * provider then ends as this backend's clear "timeout" before the stage gives up. */
-  long stage_ms = config_stage_timeout_ms("chat");
-  req->timeout_ms = stage_ms - stage_ms / 5;
+  req->timeout_ms = config_backend_budget_ms("chat");
   req->max_attempts = (int) config_long("CHAT_MAX_ATTEMPTS", 3, 1, 10);
   req->max_backoff_ms = 4000;
   req->max_response_bytes = 4u * 1024 * 1024;

@@ -256,10 +256,7 @@ stt_backend_t *stt_google_new(stage_error_t *err)
   self->base = (stt_backend_t){.name = "google", .transcribe = transcribe, .destroy = destroy};
   const char *base_url = config_str("GOOGLE_STT_BASE_URL", "https://speech.googleapis.com");
   const char *language = config_str("GOOGLE_STT_LANGUAGE", "en-US");
-  /* Four fifths of the stage's time for one job (STT_TIMEOUT_MS): a slow provider then
-   * ends as this backend's clear "timeout" before the stage gives the job up. */
-  long stage_ms = config_stage_timeout_ms("stt");
-  self->timeout_ms = stage_ms - stage_ms / 5;
+  self->timeout_ms = config_backend_budget_ms("stt");
   self->max_attempts = (int) config_long("STT_MAX_ATTEMPTS", 3, 1, 10);
   if (snprintf(self->url, sizeof self->url, "%s/v1/speech:recognize", base_url) >=
         (int) sizeof self->url ||

@@ -195,10 +195,7 @@ stt_backend_t *stt_openai_new(stage_error_t *err)
   self->convert = config_bool("OPENAI_STT_CONVERT", false);
   self->max_audio_ms = (uint32_t) config_long("STT_MAX_AUDIO_MS", DEFAULT_MAX_AUDIO_MS, 1000,
                                               600000);
-  /* Four fifths of the stage's time for one job (STT_TIMEOUT_MS): a slow provider then
-   * ends as this backend's clear "timeout" before the stage gives the job up. */
-  long stage_ms = config_stage_timeout_ms("stt");
-  self->timeout_ms = stage_ms - stage_ms / 5;
+  self->timeout_ms = config_backend_budget_ms("stt");
   self->max_attempts = (int) config_long("STT_MAX_ATTEMPTS", 3, 1, 10);
   if (snprintf(self->url, sizeof self->url, "%s%s", base_url, path) >= (int) sizeof self->url ||
       snprintf(self->model, sizeof self->model, "%s", model) >= (int) sizeof self->model ||

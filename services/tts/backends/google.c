@@ -236,10 +236,7 @@ tts_backend_t *tts_google_new(stage_error_t *err)
   self->base = (tts_backend_t){.name = "google", .synthesize = synthesize, .destroy = destroy};
   const char *base_url = config_str("GOOGLE_TTS_BASE_URL", "https://texttospeech.googleapis.com");
   const char *voice = config_str("GOOGLE_TTS_VOICE", "en-US-Neural2-F");
-  /* Four fifths of the stage's time for one job (TTS_TIMEOUT_MS): a slow provider then
-   * ends as this backend's clear "timeout" before the stage gives the job up. */
-  long stage_ms = config_stage_timeout_ms("tts");
-  self->timeout_ms = stage_ms - stage_ms / 5;
+  self->timeout_ms = config_backend_budget_ms("tts");
   self->max_attempts = (int) config_long("TTS_MAX_ATTEMPTS", 3, 1, 10);
   if (snprintf(self->url, sizeof self->url, "%s/v1/text:synthesize", base_url) >=
         (int) sizeof self->url ||

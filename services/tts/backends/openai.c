@@ -125,10 +125,7 @@ tts_backend_t *tts_openai_new(stage_error_t *err)
   const char *model = config_str("OPENAI_TTS_MODEL", "tts-1");
   const char *voice = config_str("OPENAI_TTS_VOICE", "alloy");
   const char *key = config_str("OPENAI_API_KEY", NULL);
-  /* Four fifths of the stage's time for one job (TTS_TIMEOUT_MS): a slow provider then
-   * ends as this backend's clear "timeout" before the stage gives the job up. */
-  long stage_ms = config_stage_timeout_ms("tts");
-  self->timeout_ms = stage_ms - stage_ms / 5;
+  self->timeout_ms = config_backend_budget_ms("tts");
   self->max_attempts = (int) config_long("TTS_MAX_ATTEMPTS", 3, 1, 10);
   if (snprintf(self->url, sizeof self->url, "%s/v1/audio/speech", base_url) >=
         (int) sizeof self->url ||
