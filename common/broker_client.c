@@ -1,10 +1,13 @@
 /* broker_client: the gateway's side of the AVP1 protocol (docs/protocol.md).
  *
- * A czmq actor owns the DEALER. Callers (HTTP threads) talk to it over the actor
- * pipe, one at a time under `call_lock`:
- *   caller -> actor: [SUBMIT][stage][job_id][deadline][payload] | [INFO]
- *   actor -> caller: [ACK][job_id] | [NACK][job_id][reason] | [INFO][json]
- * Replies that arrive after their caller gave up are skipped by the next caller.
+ * A czmq actor owns the DEALER. Callers (HTTP threads) hand it requests over the
+ * actor pipe ([SUBMIT][stage][job_id][deadline][payload] | [INFO] | [CANCEL][job_id]),
+ * one send at a time under `send_lock`, which is held only for that send. A caller
+ * that wants an answer first registers a waiter_t in `waiters`; the actor thread
+ * routes each ACK/NACK to the waiter of its job id and each INFO answer to the
+ * oldest INFO waiter, and wakes it. Every caller waits on its own deadline, so a
+ * silent broker costs each caller its own timeout, never the sum of everyone's.
+ * Replies nobody waits for any more are dropped.
  * Open jobs live in `pending`, shared by both threads under `pending_lock`, because
  * the status callback (actor thread) declares jobs final while HTTP threads add new
  * ones. */
@@ -17,8 +20,10 @@
 #include "curve.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #define STATUS_WINDOW 256          /* status events the broker may send ahead */
 #define PENDING_GRACE_MS 2000      /* past the deadline before we give up on a job */
@@ -30,9 +35,20 @@ typedef struct {
   zframe_t *payload;
 } pending_t;
 
+/* A caller waiting for the broker's answer; lives on the caller's stack and is
+ * linked into broker_client.waiters while it waits. */
+typedef struct waiter {
+  struct waiter *next;
+  const char *job_id;              /* the ACK/NACK wanted; NULL for an INFO answer */
+  zmsg_t *reply;                   /* [command][args...], set by the actor thread */
+} waiter_t;
+
 struct broker_client {
   zactor_t *actor;
-  pthread_mutex_t call_lock;
+  pthread_mutex_t send_lock;       /* the actor pipe is one socket: one sender at a time */
+  pthread_mutex_t wait_lock;       /* guards `waiters` and every waiter's reply */
+  pthread_cond_t replied;          /* broadcast when a waiter got its reply */
+  waiter_t *waiters;               /* oldest first */
   pthread_mutex_t pending_lock;
   zhashx_t *pending;               /* job_id -> pending_t */
   broker_status_fn *on_status;
@@ -185,6 +201,33 @@ static void fail_overdue(link_t *self)
   zlistx_destroy(&overdue);
 }
 
+/* Hands an ACK/NACK to the caller waiting for its job id, an INFO answer to the
+ * oldest caller waiting for one (all INFO answers are alike), and wakes it. Takes
+ * *msg_p when someone waits; otherwise the caller gave up and it stays ours. */
+static void route_reply(broker_client_t *owner, const char *command, zmsg_t **msg_p)
+{
+  bool is_info = !strcmp(command, AVP_INFO);
+  char job_id[AVP_JOB_ID_MAX] = "";
+  zframe_t *first = zmsg_first(*msg_p);
+  if (!is_info && (!first || zframe_size(first) >= sizeof job_id))
+    return;
+  if (!is_info)
+    memcpy(job_id, zframe_data(first), zframe_size(first));
+  pthread_mutex_lock(&owner->wait_lock);
+  for (waiter_t *waiter = owner->waiters; waiter; waiter = waiter->next) {
+    bool wanted = is_info ? !waiter->job_id : waiter->job_id && !strcmp(waiter->job_id, job_id);
+    if (!wanted || waiter->reply)
+      continue;
+    if (zmsg_pushstr(*msg_p, command) == 0) {
+      waiter->reply = *msg_p;
+      *msg_p = NULL;
+      pthread_cond_broadcast(&owner->replied);
+    }
+    break;
+  }
+  pthread_mutex_unlock(&owner->wait_lock);
+}
+
 static void on_broker(link_t *self)
 {
   zmsg_t *msg = zmsg_recv(self->dealer);
@@ -209,8 +252,7 @@ static void on_broker(link_t *self)
       send_credit(self);
   } else if (!strcmp(command, AVP_ACK) || !strcmp(command, AVP_NACK) ||
              !strcmp(command, AVP_INFO)) {
-    if (zmsg_pushstr(msg, command) == 0 && zmsg_send(&msg, self->pipe) == 0)
-      return;
+    route_reply(self->owner, command, &msg);
   } else if (!strcmp(command, AVP_DISCONNECT)) {
     self->credit = 0;
     send_credit(self);
@@ -260,9 +302,6 @@ static void on_timer(link_t *self)
 static void client_actor(zsock_t *pipe, void *args)
 {
   link_t self = {.owner = args, .pipe = pipe};
-  /* Replies nobody waits for any more must not block this thread: after 100 ms
-   * they are dropped (callers skip stale replies anyway). */
-  zsock_set_sndtimeo(pipe, 100);
   /* Connect before signalling, so the settings are read while broker_client_new() waits. */
   bool connected = link_connect(&self);
   zsock_signal(pipe, 0);
@@ -317,13 +356,30 @@ broker_client_t *broker_client_new(const char *endpoint, broker_status_fn *on_st
   zhashx_set_destructor(self->pending, pending_destructor);
   self->on_status = on_status;
   self->on_status_arg = arg;
-  pthread_mutex_init(&self->call_lock, NULL);
+  pthread_mutex_init(&self->send_lock, NULL);
+  pthread_mutex_init(&self->wait_lock, NULL);
   pthread_mutex_init(&self->pending_lock, NULL);
+  /* Waiters count their timeouts on the monotonic clock, like everything here. */
+  pthread_condattr_t attr;
+  if (pthread_condattr_init(&attr) != 0 ||
+      pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+      pthread_cond_init(&self->replied, &attr) != 0) {
+    pthread_mutex_destroy(&self->send_lock);
+    pthread_mutex_destroy(&self->wait_lock);
+    pthread_mutex_destroy(&self->pending_lock);
+    zhashx_destroy(&self->pending);
+    free(self);
+    return NULL;
+  }
+  pthread_condattr_destroy(&attr);
   self->actor = zactor_new(client_actor, self);
   if (!self->actor) {
     broker_client_destroy(&self);
     return NULL;
   }
+  /* A caller never waits for the pipe: if the actor is ever that far behind
+   * (a thousand requests), the broker is unavailable for this request. */
+  zsock_set_sndtimeo(self->actor, 0);
   return self;
 }
 
@@ -332,44 +388,61 @@ void broker_client_destroy(broker_client_t **self_p)
   broker_client_t *self = *self_p;
   if (!self)
     return;
+  if (self->actor)
+    zsock_set_sndtimeo(self->actor, -1); /* $TERM must get through */
   zactor_destroy(&self->actor);
   zhashx_destroy(&self->pending);
-  pthread_mutex_destroy(&self->call_lock);
+  pthread_mutex_destroy(&self->send_lock);
+  pthread_mutex_destroy(&self->wait_lock);
   pthread_mutex_destroy(&self->pending_lock);
+  pthread_cond_destroy(&self->replied);
   free(self);
   *self_p = NULL;
 }
 
-/* Waits for the actor's reply `expected` (for `job_id` when given), skipping stale
- * replies of callers that timed out. Returns the rest of the message, or NULL. */
-static zmsg_t *await_reply(broker_client_t *self, const char *expected, const char *job_id,
-                           int timeout_ms)
+/* Passes a request to the actor thread; 0 when it was taken. */
+static int tell_actor(broker_client_t *self, zmsg_t **msg_p)
 {
-  zpoller_t *poller = zpoller_new(self->actor, NULL);
-  if (!poller)
-    return NULL;
-  zpoller_set_nonstop(poller, true);
-  int64_t give_up = clock_mono_ms() + timeout_ms;
-  zmsg_t *reply = NULL;
-  while (!reply) {
-    int64_t left = give_up - clock_mono_ms();
-    if (left <= 0 || zpoller_wait(poller, (int) left) != self->actor)
-      break;
-    zmsg_t *msg = zmsg_recv(self->actor);
-    char *command = msg ? zmsg_popstr(msg) : NULL;
-    bool kind_matches = command && (!strcmp(command, expected) ||
-                                    (job_id && !strcmp(command, AVP_NACK)));
-    char *id = kind_matches && job_id ? zmsg_popstr(msg) : NULL;
-    if (kind_matches && (!job_id || (id && !strcmp(id, job_id)))) {
-      if (zmsg_pushstr(msg, command) == 0)
-        reply = msg;
-    }
-    if (reply != msg)
-      zmsg_destroy(&msg);
-    zstr_free(&command);
-    zstr_free(&id);
+  pthread_mutex_lock(&self->send_lock);
+  int rc = zmsg_send(msg_p, self->actor);
+  pthread_mutex_unlock(&self->send_lock);
+  zmsg_destroy(msg_p); /* left to us when the send failed */
+  return rc;
+}
+
+/* Sends `request` and waits up to `timeout_ms` for the reply routed to `waiter`
+ * (registered first, so the reply cannot arrive before anyone waits for it).
+ * Returns [command][args...], or NULL. */
+static zmsg_t *call(broker_client_t *self, zmsg_t **request_p, waiter_t *waiter, int timeout_ms)
+{
+  pthread_mutex_lock(&self->wait_lock);
+  waiter_t **tail = &self->waiters;
+  while (*tail)
+    tail = &(*tail)->next;
+  *tail = waiter;
+  pthread_mutex_unlock(&self->wait_lock);
+
+  bool sent = tell_actor(self, request_p) == 0;
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += timeout_ms / 1000;
+  until.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
   }
-  zpoller_destroy(&poller);
+
+  pthread_mutex_lock(&self->wait_lock);
+  while (sent && !waiter->reply)
+    if (pthread_cond_timedwait(&self->replied, &self->wait_lock, &until) == ETIMEDOUT)
+      break;
+  for (waiter_t **link = &self->waiters; *link; link = &(*link)->next)
+    if (*link == waiter) {
+      *link = waiter->next;
+      break;
+    }
+  zmsg_t *reply = waiter->reply;
+  pthread_mutex_unlock(&self->wait_lock);
   return reply;
 }
 
@@ -396,24 +469,23 @@ broker_submit_result_t broker_client_submit(broker_client_t *self, const char *s
   snprintf(pending->stage, sizeof pending->stage, "%s", stage);
   pending->deadline_ms = deadline_ms;
 
-  pthread_mutex_lock(&self->call_lock);
   zmsg_t *msg = zmsg_new();
   zframe_t *payload = zframe_dup(pending->payload);
-  bool sent = msg && payload && !zmsg_addstr(msg, AVP_SUBMIT) && !zmsg_addstr(msg, stage) &&
-              !zmsg_addstr(msg, job_id) && !avp_add_uint(msg, (uint64_t) deadline_ms) &&
-              !zmsg_append(msg, &payload);
-  if (sent) {
+  bool built = msg && payload && !zmsg_addstr(msg, AVP_SUBMIT) && !zmsg_addstr(msg, stage) &&
+               !zmsg_addstr(msg, job_id) && !avp_add_uint(msg, (uint64_t) deadline_ms) &&
+               !zmsg_append(msg, &payload);
+  zframe_destroy(&payload);
+  zmsg_t *reply = NULL;
+  if (built) {
     /* Kept before it is sent, so a reconnect in between still re-submits it. */
     pthread_mutex_lock(&self->pending_lock);
     zhashx_update(self->pending, job_id, pending);
     pthread_mutex_unlock(&self->pending_lock);
     pending = NULL;
-    sent = zmsg_send(&msg, self->actor) == 0;
+    waiter_t waiter = {.job_id = job_id};
+    reply = call(self, &msg, &waiter, timeout_ms);
   }
-  zframe_destroy(&payload);
   zmsg_destroy(&msg);
-  zmsg_t *reply = sent ? await_reply(self, AVP_ACK, job_id, timeout_ms) : NULL;
-  pthread_mutex_unlock(&self->call_lock);
   if (pending) {
     void *item = pending;
     pending_destructor(&item);
@@ -425,6 +497,8 @@ broker_submit_result_t broker_client_submit(broker_client_t *self, const char *s
     result = BROKER_ACK;
   else if (command && !strcmp(command, AVP_NACK)) {
     result = BROKER_NACK_FULL;
+    zstr_free(&command);
+    command = zmsg_popstr(reply); /* the job id */
     char *why = zmsg_popstr(reply);
     if (why && reason_size)
       snprintf(reason, reason_size, "%s", why);
@@ -442,13 +516,28 @@ void broker_client_job_final(broker_client_t *self, const char *job_id)
   forget(self, job_id);
 }
 
+int broker_client_cancel(broker_client_t *self, const char *job_id)
+{
+  if (strlen(job_id) >= AVP_JOB_ID_MAX)
+    return -1;
+  forget(self, job_id);
+  zmsg_t *msg = zmsg_new();
+  if (!msg || zmsg_addstr(msg, AVP_CANCEL) || zmsg_addstr(msg, job_id)) {
+    zmsg_destroy(&msg);
+    return -1;
+  }
+  return tell_actor(self, &msg);
+}
+
 cJSON *broker_client_info(broker_client_t *self, int timeout_ms)
 {
-  pthread_mutex_lock(&self->call_lock);
-  zmsg_t *reply = zstr_send(self->actor, AVP_INFO) == 0
-                    ? await_reply(self, AVP_INFO, NULL, timeout_ms)
-                    : NULL;
-  pthread_mutex_unlock(&self->call_lock);
+  zmsg_t *request = zmsg_new();
+  zmsg_t *reply = NULL;
+  if (request && zmsg_addstr(request, AVP_INFO) == 0) {
+    waiter_t waiter = {.job_id = NULL};
+    reply = call(self, &request, &waiter, timeout_ms);
+  }
+  zmsg_destroy(&request);
   char *command = reply ? zmsg_popstr(reply) : NULL;
   char *json = reply ? zmsg_popstr(reply) : NULL;
   cJSON *info = json ? cJSON_Parse(json) : NULL;

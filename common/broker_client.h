@@ -3,7 +3,8 @@
  * heartbeats, reconnects when the broker goes silent, and keeps every submitted job
  * until the owner declares it final, re-submitting the ones still open after a
  * reconnect (the gateway is the durable end: Titanic pattern, see docs/protocol.md).
- * All functions are thread-safe. */
+ * All functions are thread-safe, and concurrent callers do not wait for each
+ * other: each waits for its own answer up to its own timeout. */
 #ifndef BROKER_CLIENT_H
 #define BROKER_CLIENT_H
 
@@ -42,6 +43,13 @@ broker_submit_result_t broker_client_submit(broker_client_t *self, const char *s
 
 /* The job reached done or failed: forget it (no more re-submission). */
 void broker_client_job_final(broker_client_t *self, const char *job_id);
+
+/* The job is no longer wanted (e.g. its answer came from a cache): forgets it like
+ * broker_client_job_final() and tells the broker to drop its queued entries and
+ * the forwards of a worker still holding it (AVP1 CANCEL). Never waits; 0 when the
+ * request was handed to the client thread, -1 otherwise (bad id, or the thread is
+ * a thousand requests behind). No status event follows for a cancelled job. */
+int broker_client_cancel(broker_client_t *self, const char *job_id);
 
 /* Asks the broker for its per-stage figures, e.g.
  *   {"stages": {"stt": {"workers": 1, "idle": 1, "queued": 0, "in_flight": 0}, ...},

@@ -17,6 +17,7 @@
 #define AVP_DONE       "DONE"       /* stage, job_id [, next_stage, deadline_ms, job] */
 #define AVP_STATUS     "STATUS"     /* status */
 #define AVP_INFO       "INFO"       /* (request) */
+#define AVP_CANCEL     "CANCEL"     /* job_id: drop the job everywhere, no reply */
 /* broker -> peer */
 #define AVP_JOB        "JOB"        /* stage, job_id, attempt, deadline_ms, job */
 #define AVP_EVENT      "EVENT"      /* status */

@@ -4,7 +4,8 @@
  * status consumer, held by a worker (peer_t.in_flight) or failed. A worker holds at
  * most one job; DONE (or its death) returns the job to the broker, which then
  * frees it or re-queues it. Status events are entries of the "status" stage and
- * are freed once sent. */
+ * are freed once sent. Cancelled job ids are remembered (bounded, until their
+ * deadline) so that late forwards and status events of the job are dropped. */
 #include "broker.h"
 
 #include "clock.h"
@@ -21,6 +22,8 @@
 #define MAX_STATUS_CREDIT 100000
 #define SWEEP_MS 100
 #define MAX_COUNTERS_JSON 16384
+#define CANCELLED_MAX 10000        /* cancelled job ids remembered at once */
+#define CANCEL_MEMORY_MS 600000    /* how long an id that is nowhere here is remembered */
 
 typedef struct {
   char job_id[AVP_JOB_ID_MAX];
@@ -46,14 +49,16 @@ typedef struct {
   uint64_t credit;           /* status consumers only */
   int64_t expiry;            /* monotonic ms */
   entry_t *in_flight;        /* owned while the worker holds it */
-  bool in_flight_expired;    /* its deadline passed; the result will be ignored */
+  bool in_flight_ignored;    /* its deadline passed or it was cancelled: its result
+                                goes nowhere and no verdict is reported for it */
   void *idle_handle;         /* our node in stage->idle, NULL when not idle */
   cJSON *counters;           /* the worker's latest counters, from its heartbeat */
 } peer_t;
 
 typedef struct {
   uint64_t frames_dropped, jobs_submitted, jobs_nacked, jobs_dispatched, jobs_forwarded,
-    jobs_requeued, jobs_timed_out, jobs_worker_lost, status_events, status_dropped;
+    jobs_requeued, jobs_timed_out, jobs_worker_lost, jobs_cancelled, cancelled_dropped,
+    status_events, status_dropped;
 } counters_t;
 
 typedef struct {
@@ -62,6 +67,7 @@ typedef struct {
   zsock_t *router;
   zhashx_t *peers;           /* key -> peer_t, owned */
   zhashx_t *stages;          /* name -> stage_t, owned */
+  zhashx_t *cancelled;       /* job_id -> int64_t* wall ms until which it is remembered */
   int64_t heartbeat_at;
   int64_t sweep_at;
   counters_t count;
@@ -241,6 +247,74 @@ static void reply_nack(broker_t *self, zframe_t *identity, const char *job_id, c
   send_to_identity(self, identity, &msg);
 }
 
+/* ---------------------------------------------------------------- cancelled jobs */
+
+static bool is_cancelled(broker_t *self, const char *job_id)
+{
+  return zhashx_size(self->cancelled) && zhashx_lookup(self->cancelled, job_id);
+}
+
+/* True for a packed Status about a cancelled job: its gateway has its answer. */
+static bool status_is_cancelled(broker_t *self, zframe_t *payload)
+{
+  if (!zhashx_size(self->cancelled))
+    return false;
+  Avatar__Status *status =
+    avatar__status__unpack(NULL, zframe_size(payload), zframe_data(payload));
+  bool cancelled = status && status->job_id && is_cancelled(self, status->job_id);
+  avatar__status__free_unpacked(status, NULL);
+  return cancelled;
+}
+
+/* Remembers `job_id` as cancelled until `until_ms` (wall). When the set is full
+ * the id that would be forgotten first makes room: the set stays bounded. */
+static void remember_cancelled(broker_t *self, const char *job_id, int64_t until_ms)
+{
+  int64_t *until = zhashx_lookup(self->cancelled, job_id);
+  if (until) {
+    if (*until < until_ms)
+      *until = until_ms;
+    return;
+  }
+  if (zhashx_size(self->cancelled) >= CANCELLED_MAX) {
+    const void *soonest_key = NULL;
+    int64_t soonest = INT64_MAX;
+    for (int64_t *when = zhashx_first(self->cancelled); when; when = zhashx_next(self->cancelled))
+      if (*when < soonest) {
+        soonest = *when;
+        soonest_key = zhashx_cursor(self->cancelled);
+      }
+    if (soonest_key)
+      zhashx_delete(self->cancelled, soonest_key);
+  }
+  until = malloc(sizeof *until);
+  if (!until)
+    return;
+  *until = until_ms;
+  if (zhashx_insert(self->cancelled, job_id, until) != 0)
+    free(until);
+}
+
+/* Forgets the cancelled ids whose jobs' deadlines have passed: anything of them
+ * that still turns up is refused for its deadline anyway. */
+static void forget_old_cancels(broker_t *self)
+{
+  int64_t now = clock_wall_ms();
+  zlistx_t *old = zlistx_new();
+  if (!old)
+    return;
+  /* Copies of the keys: a table must not change while it is walked. */
+  zlistx_set_destructor(old, (zlistx_destructor_fn *) zstr_free);
+  for (int64_t *until = zhashx_first(self->cancelled); until; until = zhashx_next(self->cancelled)) {
+    char *job_id = *until < now ? strdup(zhashx_cursor(self->cancelled)) : NULL;
+    if (job_id && !zlistx_add_end(old, job_id))
+      free(job_id);
+  }
+  for (const char *job_id = zlistx_first(old); job_id; job_id = zlistx_next(old))
+    zhashx_delete(self->cancelled, job_id);
+  zlistx_destroy(&old);
+}
+
 /* ---------------------------------------------------------------- status events */
 
 static void queue_status(broker_t *self, zframe_t **payload_p)
@@ -361,7 +435,7 @@ static void peer_remove(broker_t *self, peer_t *peer, const char *why)
   stage_t *stage = zhashx_lookup(self->stages, peer->stage);
   if (stage && stage->workers > 0)
     stage->workers--;
-  if (peer->in_flight && !peer->in_flight_expired)
+  if (peer->in_flight && !peer->in_flight_ignored)
     requeue_or_fail(self, &peer->in_flight);
   zhashx_delete(self->peers, peer->key);
 }
@@ -440,7 +514,7 @@ static void dispatch_jobs(broker_t *self, stage_t *stage)
     }
     entry->dispatched_ms = clock_mono_ms();
     peer->in_flight = entry;
-    peer->in_flight_expired = false;
+    peer->in_flight_ignored = false;
     send_to(self, peer, &msg);
     self->count.jobs_dispatched++;
   }
@@ -549,6 +623,7 @@ static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
     entry_t *entry = entry_new(job_id, stage_name, (int64_t) deadline, &payload);
     if (entry && zlistx_add_end(stage->queue, entry)) {
       self->count.jobs_submitted++;
+      zhashx_delete(self->cancelled, job_id); /* submitted anew: it is wanted again */
       zmsg_t *ack = avp_msg_new(AVP_ACK);
       if (ack && zmsg_addstr(ack, job_id) == 0)
         send_to_identity(self, identity, &ack);
@@ -593,8 +668,10 @@ static bool on_result(broker_t *self, zframe_t *identity, zmsg_t *msg, bool done
     return false;
   }
   bool holds_it = peer->in_flight && strcmp(peer->in_flight->job_id, job_id) == 0;
-  bool expired = holds_it && peer->in_flight_expired;
-  if (forwards && !expired)
+  bool ignored = holds_it && peer->in_flight_ignored;
+  if (forwards && is_cancelled(self, job_id))
+    self->count.cancelled_dropped++;
+  else if (forwards && !ignored)
     forward_job(self, job_id, next, (int64_t) deadline, &payload);
   zframe_destroy(&payload);
   if (done) {
@@ -613,7 +690,54 @@ static bool on_status(broker_t *self, zmsg_t *msg)
     zframe_destroy(&payload);
     return false;
   }
+  if (status_is_cancelled(self, payload)) {
+    zframe_destroy(&payload);
+    self->count.cancelled_dropped++;
+    return true;
+  }
   queue_status(self, &payload);
+  return true;
+}
+
+/* CANCEL: the job's gateway needs nothing more of it. Its queued entries (a
+ * streamed job has several) go now; a worker holding it keeps it until DONE, which
+ * gives the worker its credit back but forwards nothing; and the id is remembered
+ * until the job's deadline, so stray forwards and status events are dropped too. */
+static bool on_cancel(broker_t *self, zmsg_t *msg)
+{
+  char job_id[AVP_JOB_ID_MAX];
+  if (!avp_pop_name(msg, job_id, sizeof job_id))
+    return false;
+  int64_t until = 0;
+  size_t queued = 0, held = 0;
+  for (stage_t *stage = zhashx_first(self->stages); stage; stage = zhashx_next(self->stages)) {
+    if (!strcmp(stage->name, AVP_STATUS_STAGE))
+      continue;
+    /* zlistx_delete moves the cursor back, so deleting while walking forwards is safe. */
+    for (entry_t *entry = zlistx_first(stage->queue); entry; entry = zlistx_next(stage->queue)) {
+      if (strcmp(entry->job_id, job_id) != 0)
+        continue;
+      if (entry->deadline_ms > until)
+        until = entry->deadline_ms;
+      zlistx_delete(stage->queue, zlistx_cursor(stage->queue));
+      queued++;
+    }
+  }
+  for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
+    if (!peer->in_flight || strcmp(peer->in_flight->job_id, job_id) != 0)
+      continue;
+    if (peer->in_flight->deadline_ms > until)
+      until = peer->in_flight->deadline_ms;
+    peer->in_flight_ignored = true;
+    held++;
+  }
+  remember_cancelled(self, job_id, until ? until : clock_wall_ms() + CANCEL_MEMORY_MS);
+  self->count.jobs_cancelled++;
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddStringToObject(fields, "job_id", job_id);
+  cJSON_AddNumberToObject(fields, "queued", (double) queued);
+  cJSON_AddNumberToObject(fields, "held", (double) held);
+  log_event(LOG_INFO, "job_cancelled", fields);
   return true;
 }
 
@@ -693,6 +817,9 @@ static void on_info(broker_t *self, zframe_t *identity)
   cJSON_AddNumberToObject(counters, "jobs_requeued", (double) c->jobs_requeued);
   cJSON_AddNumberToObject(counters, "jobs_timed_out", (double) c->jobs_timed_out);
   cJSON_AddNumberToObject(counters, "jobs_worker_lost", (double) c->jobs_worker_lost);
+  cJSON_AddNumberToObject(counters, "jobs_cancelled", (double) c->jobs_cancelled);
+  cJSON_AddNumberToObject(counters, "cancelled_dropped", (double) c->cancelled_dropped);
+  cJSON_AddNumberToObject(counters, "cancelled_remembered", (double) zhashx_size(self->cancelled));
   cJSON_AddNumberToObject(counters, "status_events", (double) c->status_events);
   cJSON_AddNumberToObject(counters, "status_dropped", (double) c->status_dropped);
   char *text = cJSON_PrintUnformatted(info);
@@ -750,6 +877,8 @@ static void on_message(broker_t *self, zmsg_t *msg)
       ok = on_status(self, msg);
     else if (!strcmp(command, AVP_INFO))
       on_info(self, identity);
+    else if (!strcmp(command, AVP_CANCEL))
+      ok = on_cancel(self, msg);
     else if (!strcmp(command, AVP_DISCONNECT))
       on_disconnect(self, identity);
     else
@@ -806,7 +935,7 @@ static void fail_expired(broker_t *self)
   int64_t mono = clock_mono_ms();
   for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
     entry_t *held = peer->in_flight;
-    if (!held || peer->in_flight_expired)
+    if (!held || peer->in_flight_ignored)
       continue;
     stage_t *stage = zhashx_lookup(self->stages, held->stage);
     bool stuck = stage && mono - held->dispatched_ms > stage->timeout_ms;
@@ -822,7 +951,7 @@ static void fail_expired(broker_t *self)
                held->stage);
     emit_failure(self, held, "timeout", message);
     self->count.jobs_timed_out++;
-    peer->in_flight_expired = true;
+    peer->in_flight_ignored = true;
   }
 }
 
@@ -832,6 +961,7 @@ static void broker_free(broker_t *self)
 {
   zhashx_destroy(&self->peers);
   zhashx_destroy(&self->stages);
+  zhashx_destroy(&self->cancelled);
   zsock_destroy(&self->router);
 }
 
@@ -857,12 +987,15 @@ void broker_actor(zsock_t *pipe, void *args)
   broker_t self = {.cfg = *(broker_config_t *) args, .pipe = pipe};
   self.peers = zhashx_new();
   self.stages = zhashx_new();
+  self.cancelled = zhashx_new();
   self.router = zsock_new(ZMQ_ROUTER);
   if (self.peers)
     zhashx_set_destructor(self.peers, peer_destructor);
   if (self.stages)
     zhashx_set_destructor(self.stages, stage_destructor);
-  bool ready = self.peers && self.stages && self.router;
+  if (self.cancelled)
+    zhashx_set_destructor(self.cancelled, (zhashx_destructor_fn *) zstr_free);
+  bool ready = self.peers && self.stages && self.cancelled && self.router;
   zactor_t *auth = ready ? curve_start(&self, &ready) : NULL;
   if (ready) {
     /* Oversized messages are cut off by libzmq before they are buffered whole. */
@@ -907,6 +1040,7 @@ void broker_actor(zsock_t *pipe, void *args)
     now = clock_mono_ms();
     if (ready && now >= self.heartbeat_at) {
       send_heartbeats_and_reap(&self);
+      forget_old_cancels(&self);
       self.heartbeat_at = now + self.cfg.heartbeat_ms;
     }
     if (ready && now >= self.sweep_at) {

@@ -363,6 +363,71 @@ static void test_stage_timeout_fails_stuck_job(void **state)
   zsock_destroy(&worker);
 }
 
+/* Asks INFO until `name` reaches `want` (messages from different peers are not
+ * ordered with each other); returns the last value seen. */
+static long wait_info(zsock_t *sock, const char *section, const char *stage, const char *name,
+                      long want)
+{
+  long value = -1;
+  for (int64_t until = clock_mono_ms() + 2000; clock_mono_ms() < until; zclock_sleep(10))
+    if ((value = info_counter(sock, section, stage, name)) == want)
+      break;
+  return value;
+}
+
+static void send_status(zsock_t *sock, const char *job_id)
+{
+  Avatar__Status status = AVATAR__STATUS__INIT;
+  status.job_id = (char *) job_id;
+  status.state = AVATAR__STATE__RUNNING;
+  uint8_t buf[64];
+  size_t size = avatar__status__pack(&status, buf);
+  zmsg_t *msg = zmsg_new();
+  zmsg_addstr(msg, AVP_VERSION);
+  zmsg_addstr(msg, AVP_STATUS);
+  zmsg_addmem(msg, buf, size);
+  assert_int_equal(zmsg_send(&msg, sock), 0);
+}
+
+static void test_cancel_drops_queued_entries_and_held_forwards(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *gateway = peer_new(f), *tts = peer_new(f);
+  zsock_t *avatar = peer_new(f);
+  send_frames(gateway, AVP_READY, AVP_STATUS_STAGE, "10", NULL);
+  send_frames(tts, AVP_READY, "tts", "1", NULL);
+  submit(producer, "tts", "cached", "reply");
+  expect_ack(producer, "cached");
+  free(expect_job(tts, "tts", "cached", "1"));
+  submit(producer, "tts", "next", "reply");
+  expect_ack(producer, "next");
+  /* Sentence streaming: two segments of the held job wait for the avatar stage. */
+  char deadline[32];
+  snprintf(deadline, sizeof deadline, "%s", deadline_in(10000));
+  send_frames(tts, AVP_PARTIAL, "tts", "cached", "avatar", deadline, "segment 0", NULL);
+  send_frames(tts, AVP_PARTIAL, "tts", "cached", "avatar", deadline, "segment 1", NULL);
+  assert_int_equal(wait_info(producer, "stages", "avatar", "queued", 2), 2);
+
+  send_frames(producer, AVP_CANCEL, "cached", NULL); /* no reply */
+  assert_int_equal(info_counter(producer, "stages", "avatar", "queued"), 0);
+  assert_int_equal(info_counter(producer, "counters", NULL, "jobs_cancelled"), 1);
+
+  /* The worker still holds it: what it hands on now goes nowhere. */
+  send_frames(tts, AVP_PARTIAL, "tts", "cached", "avatar", deadline, "segment 2", NULL);
+  send_status(tts, "cached");
+  send_frames(tts, AVP_DONE, "tts", "cached", "avatar", deadline, "last", NULL);
+  /* ... but DONE gave it its credit back. */
+  free(expect_job(tts, "tts", "next", "1"));
+  assert_int_equal(info_counter(producer, "counters", NULL, "cancelled_dropped"), 3);
+  send_frames(avatar, AVP_READY, "avatar", "1", NULL);
+  assert_true(quiet_for(avatar, 300));
+  assert_true(quiet_for(gateway, 100)); /* no status event about the cancelled job */
+  zsock_destroy(&producer);
+  zsock_destroy(&gateway);
+  zsock_destroy(&tts);
+  zsock_destroy(&avatar);
+}
+
 static void test_status_events_reach_consumer(void **state)
 {
   fixture_t *f = *state;
@@ -413,6 +478,7 @@ static void test_garbage_is_dropped_and_counted(void **state)
   send_frames(attacker, AVP_READY, "stt", "-1", NULL);           /* bad number */
   send_frames(attacker, AVP_SUBMIT, "stt", "x", "1", NULL);      /* no payload */
   send_frames(attacker, AVP_DONE, "status", "x", NULL);          /* status is not a job stage */
+  send_frames(attacker, AVP_CANCEL, NULL);                       /* no job id */
   zmsg_t *big = zmsg_new();
   zmsg_addstr(big, AVP_VERSION);
   zmsg_addstr(big, AVP_SUBMIT);
@@ -426,7 +492,7 @@ static void test_garbage_is_dropped_and_counted(void **state)
   zframe_t *binary = zframe_new("\x00\xff\x01", 3);
   zframe_send(&binary, attacker, 0);
   long dropped = info_counter(attacker, "counters", NULL, "frames_dropped");
-  assert_true(dropped >= 8);
+  assert_true(dropped >= 9);
   /* Still serving. */
   zsock_t *producer = peer_new(f);
   submit(producer, "stt", "after", "x");
@@ -449,6 +515,8 @@ int main(void)
                                     setup_slow_heartbeat, teardown),
     cmocka_unit_test_setup_teardown(test_stage_timeout_fails_stuck_job, setup_stage_timeout,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_cancel_drops_queued_entries_and_held_forwards,
+                                    setup_slow_heartbeat, teardown),
     cmocka_unit_test_setup_teardown(test_status_events_reach_consumer, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unknown_peer_heartbeat_gets_disconnect, setup, teardown),
     cmocka_unit_test_setup_teardown(test_garbage_is_dropped_and_counted, setup, teardown),

@@ -1,6 +1,7 @@
 /* Messaging tests: the worker and broker_client classes against a real broker actor
  * on loopback TCP — the path every job takes — including a broker restart, a dead
- * broker, and a worker whose backend hangs. */
+ * broker, a broker that never answers while many callers wait at once, and a
+ * worker whose backend hangs. */
 #include "broker.h"
 #include "broker_client.h"
 #include "clock.h"
@@ -239,6 +240,141 @@ static void test_job_fails_when_broker_stays_dead(void **state)
   broker_client_destroy(&client);
 }
 
+/* ---------------------------------------------------------------- concurrent callers */
+
+#define CALLERS 8
+
+typedef struct {
+  broker_client_t *client;
+  int index;
+  int timeout_ms;
+  bool info;                       /* ask INFO instead of submitting */
+  broker_submit_result_t result;
+  bool answered;                   /* INFO: got figures */
+  int64_t took_ms;
+} caller_t;
+
+static void *caller_run(void *arg)
+{
+  caller_t *caller = arg;
+  int64_t started = clock_mono_ms();
+  if (caller->info) {
+    cJSON *info = broker_client_info(caller->client, caller->timeout_ms);
+    caller->answered = info != NULL;
+    cJSON_Delete(info);
+  } else {
+    char job_id[32], reason[128];
+    snprintf(job_id, sizeof job_id, "concurrent-%d", caller->index);
+    caller->result = broker_client_submit(caller->client, "stt", job_id, in_ms(10000),
+                                          (const uint8_t *) "x", 1, caller->timeout_ms, reason,
+                                          sizeof reason);
+  }
+  caller->took_ms = clock_mono_ms() - started;
+  return NULL;
+}
+
+/* Runs CALLERS callers at once (the last `infos` of them ask INFO); returns the
+ * wall time until all of them returned. */
+static int64_t run_callers(broker_client_t *client, caller_t *callers, int infos, int timeout_ms)
+{
+  pthread_t threads[CALLERS];
+  int64_t started = clock_mono_ms();
+  for (int i = 0; i < CALLERS; i++) {
+    callers[i] = (caller_t){.client = client, .index = i, .timeout_ms = timeout_ms,
+                            .info = i >= CALLERS - infos, .result = -1};
+    assert_int_equal(pthread_create(&threads[i], NULL, caller_run, &callers[i]), 0);
+  }
+  for (int i = 0; i < CALLERS; i++)
+    assert_int_equal(pthread_join(threads[i], NULL), 0);
+  return clock_mono_ms() - started;
+}
+
+/* A broker that takes connections but never answers (frozen, e.g. SIGSTOP): every
+ * caller gets BROKER_UNAVAILABLE after its own timeout, not after everyone's. */
+static void test_silent_broker_costs_each_caller_its_own_timeout(void **state)
+{
+  (void) state;
+  zsock_t *silent = zsock_new_router(endpoint);
+  assert_non_null(silent);
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  assert_non_null(client);
+  enum { TIMEOUT_MS = 300 };
+  caller_t callers[CALLERS];
+  int64_t took = run_callers(client, callers, 2, TIMEOUT_MS);
+  printf("# %d callers, %d ms timeout each, silent broker: all back in %lld ms\n", CALLERS,
+         TIMEOUT_MS, (long long) took);
+  for (int i = 0; i < CALLERS; i++) {
+    if (callers[i].info)
+      assert_false(callers[i].answered);
+    else
+      assert_int_equal(callers[i].result, BROKER_UNAVAILABLE);
+    assert_true(callers[i].took_ms >= TIMEOUT_MS - 5);
+  }
+  /* One after the other they would need CALLERS * TIMEOUT_MS = 2400 ms. */
+  assert_true(took < CALLERS * TIMEOUT_MS * 3 / 4);
+  broker_client_destroy(&client);
+  zsock_destroy(&silent);
+}
+
+static void test_concurrent_submits_are_all_acked(void **state)
+{
+  (void) state;
+  zactor_t *broker = broker_start(CALLERS);
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  assert_non_null(client);
+  caller_t callers[CALLERS];
+  int64_t took = run_callers(client, callers, 0, 5000);
+  printf("# %d concurrent submits acked in %lld ms\n", CALLERS, (long long) took);
+  for (int i = 0; i < CALLERS; i++)
+    assert_int_equal(callers[i].result, BROKER_ACK);
+  /* Each ACK went to its own caller, and the broker holds every job once. */
+  took = run_callers(client, callers, CALLERS, 5000);
+  for (int i = 0; i < CALLERS; i++)
+    assert_true(callers[i].answered);
+  cJSON *info = broker_client_info(client, 2000);
+  cJSON *queued = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(info, "stages"),
+                                                          "stt"), "queued");
+  assert_non_null(queued);
+  assert_int_equal((int) queued->valuedouble, CALLERS);
+  cJSON_Delete(info);
+  broker_client_destroy(&client);
+  zactor_destroy(&broker);
+}
+
+static void test_cancelled_job_is_not_dispatched(void **state)
+{
+  (void) state;
+  zactor_t *broker = broker_start(10);
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  assert_non_null(client);
+  char reason[64];
+  assert_int_equal(broker_client_submit(client, "chat", "cached", in_ms(10000),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                   BROKER_ACK);
+  assert_int_equal(broker_client_submit(client, "chat", "wanted", in_ms(10000),
+                                        (const uint8_t *) "y", 1, 2000, reason, sizeof reason),
+                   BROKER_ACK);
+  assert_int_equal(broker_client_cancel(client, "cached"), 0);
+  /* INFO travels the same connection after the CANCEL, so it sees its effect. */
+  cJSON *info = broker_client_info(client, 2000);
+  cJSON *counters = cJSON_GetObjectItem(info, "counters");
+  assert_int_equal((int) cJSON_GetObjectItem(counters, "jobs_cancelled")->valuedouble, 1);
+  cJSON *chat_stage = cJSON_GetObjectItem(cJSON_GetObjectItem(info, "stages"), "chat");
+  assert_int_equal((int) cJSON_GetObjectItem(chat_stage, "queued")->valuedouble, 1);
+  cJSON_Delete(info);
+  worker_t *chat = worker_new(endpoint, "chat");
+  worker_job_t *job = worker_next(chat);
+  assert_non_null(job);
+  assert_string_equal(job->id, "wanted");
+  assert_int_equal(worker_done(chat, &job, NULL, NULL, 0), 0);
+  worker_destroy(&chat);
+  broker_client_destroy(&client);
+  zactor_destroy(&broker);
+}
+
 static void use_keys(const char *server, const char *public_key, const char *secret_key)
 {
   setenv("CURVE_SERVER_KEY", server, 1);
@@ -349,6 +485,9 @@ int main(void)
     cmocka_unit_test_setup(test_open_jobs_survive_a_broker_restart, pick_endpoint),
     cmocka_unit_test_setup(test_job_fails_when_broker_stays_dead, pick_endpoint),
     cmocka_unit_test_setup(test_curve_keeps_out_unknown_keys, pick_endpoint),
+    cmocka_unit_test_setup(test_silent_broker_costs_each_caller_its_own_timeout, pick_endpoint),
+    cmocka_unit_test_setup(test_concurrent_submits_are_all_acked, pick_endpoint),
+    cmocka_unit_test_setup(test_cancelled_job_is_not_dispatched, pick_endpoint),
   };
   return cmocka_run_group_tests_name("messaging", tests, NULL, NULL);
 }
