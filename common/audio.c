@@ -4,6 +4,8 @@
  * a small file that expands to hours of audio cannot exhaust memory. */
 #include "audio.h"
 
+#include "memory_io.h"
+
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/channel_layout.h>
@@ -14,8 +16,6 @@
 #include <stdio.h>      /* SEEK_SET and friends */
 #include <stdlib.h>
 #include <string.h>
-
-enum { AVIO_BUFFER_SIZE = 16 * 1024 };
 
 /* Highest input rate resampled. The resampler's filter grows with the ratio of
  * the rates, so a header claiming gigahertz costs seconds of CPU per upload
@@ -28,16 +28,9 @@ enum { MAX_INPUT_RATE = 384000 };
  * decoded x.wav from the working directory). */
 static const char allowed_formats[] = "matroska,ogg,wav,mp3,mov,aac,flac";
 
-/* The read position of the custom AVIOContext over the caller's buffer. */
-typedef struct {
-  const uint8_t *data;
-  size_t size;
-  size_t position;
-} memory_reader_t;
-
 /* Everything one decode owns; decoder_release frees whatever was created. */
 typedef struct {
-  memory_reader_t reader;
+  memory_file_t input;                /* the caller's buffer, read only */
   AVIOContext *avio;
   AVFormatContext *format;
   AVCodecContext *codec;
@@ -55,45 +48,6 @@ typedef struct {
   size_t capacity;
 } decoder_t;
 
-static int memory_read(void *opaque, uint8_t *buf, int buf_size)
-{
-  memory_reader_t *reader = opaque;
-  if (buf_size <= 0 || reader->position >= reader->size)
-    return AVERROR_EOF;
-  size_t left = reader->size - reader->position;
-  size_t chunk = left < (size_t) buf_size ? left : (size_t) buf_size;
-  memcpy(buf, reader->data + reader->position, chunk);
-  reader->position += chunk;
-  return (int) chunk;
-}
-
-static int64_t memory_seek(void *opaque, int64_t offset, int whence)
-{
-  memory_reader_t *reader = opaque;
-  int64_t base;
-  switch (whence & ~AVSEEK_FORCE) {
-  case AVSEEK_SIZE:
-    return (int64_t) reader->size;
-  case SEEK_SET:
-    base = 0;
-    break;
-  case SEEK_CUR:
-    base = (int64_t) reader->position;
-    break;
-  case SEEK_END:
-    base = (int64_t) reader->size;
-    break;
-  default:
-    return AVERROR(EINVAL);
-  }
-  /* Positions outside the buffer are refused; the first test keeps the sum from overflowing. */
-  if ((offset > 0 && base > INT64_MAX - offset) || base + offset < 0 ||
-      (uint64_t) (base + offset) > reader->size)
-    return AVERROR(EINVAL);
-  reader->position = (size_t) (base + offset);
-  return base + offset;
-}
-
 static void decoder_release(decoder_t *dec)
 {
   av_frame_free(&dec->frame);
@@ -102,11 +56,7 @@ static void decoder_release(decoder_t *dec)
   av_channel_layout_uninit(&dec->resampler_layout);
   avcodec_free_context(&dec->codec);
   avformat_close_input(&dec->format);
-  if (dec->avio) {
-    /* libavformat may have replaced the buffer, so free the one the context holds now. */
-    av_freep(&dec->avio->buffer);
-    avio_context_free(&dec->avio);
-  }
+  memory_io_free(&dec->avio);
   free(dec->samples);
   dec->samples = NULL;
 }
@@ -126,15 +76,9 @@ static int bad_audio(stage_error_t *err, const char *why)
 /* Opens the container over the buffer and picks the best audio stream's decoder. */
 static int decoder_open(decoder_t *dec, uint32_t max_ms, stage_error_t *err)
 {
-  uint8_t *avio_buffer = av_malloc(AVIO_BUFFER_SIZE);
-  if (!avio_buffer)
+  dec->avio = memory_io_new(&dec->input, false);
+  if (!dec->avio)
     return bad_audio(err, "out of memory");
-  dec->avio = avio_alloc_context(avio_buffer, AVIO_BUFFER_SIZE, 0, &dec->reader, memory_read,
-                                 NULL, memory_seek);
-  if (!dec->avio) {
-    av_free(avio_buffer);
-    return bad_audio(err, "out of memory");
-  }
   dec->format = avformat_alloc_context();
   if (!dec->format)
     return bad_audio(err, "out of memory");
@@ -309,8 +253,8 @@ int audio_decode(const uint8_t *data, size_t size, int sample_rate, uint32_t max
     return bad_audio(err, "invalid output rate");
 
   decoder_t dec = {0};
-  dec.reader.data = data;
-  dec.reader.size = size;
+  dec.input.data = (uint8_t *) data;
+  dec.input.size = size;
   dec.out_rate = sample_rate;
   dec.max_samples = (size_t) ((uint64_t) max_ms * (uint64_t) sample_rate / 1000);
 

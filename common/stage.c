@@ -61,6 +61,14 @@ static void send_status(worker_t *worker, Avatar__Status *status)
   free(packed);
 }
 
+struct stage_job {
+  const stage_t *stage;
+  worker_t *worker;
+  worker_job_t *work;
+  int64_t started_ms;      /* monotonic */
+  unsigned segments_sent;
+};
+
 /* Appends this stage's time to the job, which carries every stage's timing. */
 static void add_timing(Avatar__Job *job, const char *stage, int64_t ms)
 {
@@ -79,6 +87,51 @@ static void add_timing(Avatar__Job *job, const char *stage, int64_t ms)
   timing->stage = name;
   timing->ms = (uint32_t) (ms < 0 ? 0 : ms);
   job->timings[job->n_timings++] = timing;
+}
+
+/* Packs `job` into a new buffer; NULL when out of memory. */
+static uint8_t *pack_job(const Avatar__Job *job, size_t *size)
+{
+  *size = avatar__job__get_packed_size(job);
+  uint8_t *packed = malloc(*size ? *size : 1);
+  if (packed)
+    avatar__job__pack(job, packed);
+  return packed;
+}
+
+int stage_send_segment(stage_job_t *current, Avatar__Job *segment, stage_error_t *err)
+{
+  const stage_t *stage = current->stage;
+  if (!stage->next)
+    return stage_error_set(err, "backend_error", "The %s stage has no next stage.", stage->name);
+  size_t timings_before = segment->n_timings;
+  add_timing(segment, stage->name, clock_mono_ms() - current->started_ms);
+  size_t size = 0;
+  uint8_t *packed = pack_job(segment, &size);
+  /* The timing belongs to this copy only: the finished job adds its own. */
+  while (segment->n_timings > timings_before)
+    avatar__stage_timing__free_unpacked(segment->timings[--segment->n_timings], NULL);
+  if (!packed)
+    return stage_error_set(err, "backend_error", "Out of memory.");
+  int rc = worker_partial(current->worker, current->work, stage->next, packed, size);
+  free(packed);
+  if (rc != 0)
+    return stage_error_set(err, "backend_error", "Segment %u could not be handed on.",
+                           segment->segment_index);
+  current->segments_sent++;
+  return 0;
+}
+
+/* Marks `report` as describing one segment when `job` is one. */
+static void describe_segment(Avatar__Status *report, const Avatar__Job *job)
+{
+  report->character = job->character;
+  if (!job->is_segment)
+    return;
+  report->is_segment = true;
+  report->segment_index = job->segment_index;
+  report->segment_count = job->segment_count;
+  report->segment_text = job->segment_text;
 }
 
 static void log_job(const char *event, const worker_job_t *work, const Avatar__Job *job,
@@ -100,7 +153,8 @@ static void log_job(const char *event, const worker_job_t *work, const Avatar__J
 /* Runs one job; always hands it back to the broker. */
 static void serve(const stage_t *stage, worker_t *worker, worker_job_t *work)
 {
-  int64_t started = clock_mono_ms();
+  stage_job_t current = {
+    .stage = stage, .worker = worker, .work = work, .started_ms = clock_mono_ms()};
   Avatar__Status report = AVATAR__STATUS__INIT;
   report.job_id = work->id;
   report.stage = (char *) stage->name;
@@ -123,22 +177,28 @@ static void serve(const stage_t *stage, worker_t *worker, worker_job_t *work)
     report.session_id = job->session_id;
     report.state = AVATAR__STATE__RUNNING;
     report.at_ms = (uint64_t) clock_wall_ms();
+    describe_segment(&report, job);
     send_status(worker, &report);
-    if (stage->handle(stage->backend, job, &report, &err) == 0 && !stage_error_is_set(&err))
-      add_timing(job, stage->name, clock_mono_ms() - started);
+    if (stage->handle(stage->backend, &current, job, &report, &err) == 0 &&
+        !stage_error_is_set(&err))
+      add_timing(job, stage->name, clock_mono_ms() - current.started_ms);
     else if (!stage_error_is_set(&err))
       stage_error_set(&err, "backend_error", "The %s stage failed.", stage->name);
   }
 
-  int64_t ms = clock_mono_ms() - started;
+  int64_t ms = clock_mono_ms() - current.started_ms;
   report.at_ms = (uint64_t) clock_wall_ms();
   if (stage_error_is_set(&err)) {
     error.code = err.code;
     error.message = err.message;
     report.error = &error;
     report.state = AVATAR__STATE__FAILED;
-  } else
-    report.state = stage->next ? AVATAR__STATE__RUNNING : AVATAR__STATE__DONE;
+  } else {
+    /* The last stage finishes the job, unless it rendered one segment of it:
+     * the gateway finishes a streamed job once every segment is there. */
+    bool finishes = !stage->next && !(job && job->is_segment);
+    report.state = finishes ? AVATAR__STATE__DONE : AVATAR__STATE__RUNNING;
+  }
   if (job) {
     report.n_timings = job->n_timings;
     report.timings = job->timings;
@@ -151,13 +211,10 @@ static void serve(const stage_t *stage, worker_t *worker, worker_job_t *work)
 
   uint8_t *packed = NULL;
   size_t size = 0;
-  if (job && !stage_error_is_set(&err) && stage->next) {
-    size = avatar__job__get_packed_size(job);
-    packed = malloc(size ? size : 1);
-    if (packed)
-      avatar__job__pack(job, packed);
-  }
-  if (stage->next && !stage_error_is_set(&err) && !packed)
+  bool forwards = job && !stage_error_is_set(&err) && stage->next && !current.segments_sent;
+  if (forwards)
+    packed = pack_job(job, &size);
+  if (forwards && !packed)
     log_msg(LOG_ERROR, "out_of_memory", "job %s of %zu bytes lost", work->id, size);
   worker_done(worker, &work, packed ? stage->next : NULL, packed, size);
   free(packed);

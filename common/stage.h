@@ -8,12 +8,16 @@
 #include "pipeline.pb-c.h"
 #include "stage_error.h"
 
+/* The job a stage is serving, as the handler sees it: lets the handler send
+ * parts of its result on before it is finished (sentence streaming). */
+typedef struct stage_job stage_job_t;
+
 /* Does one stage's work on `job` in place and fills `report` with the results the
  * gateway should see (pointers into `job` are fine: the report is packed before
  * the job is freed). New fields of `job` must be malloc'd: the job is freed with
  * avatar__job__free_unpacked. Returns 0, or -1 with `err` set. */
-typedef int (stage_handler_fn)(void *backend, Avatar__Job *job, Avatar__Status *report,
-                               stage_error_t *err);
+typedef int (stage_handler_fn)(void *backend, stage_job_t *current, Avatar__Job *job,
+                               Avatar__Status *report, stage_error_t *err);
 
 typedef struct {
   const char *name;         /* "stt", "chat", "tts", "avatar" */
@@ -25,6 +29,13 @@ typedef struct {
 /* Connects to BROKER_ENDPOINT (default tcp://127.0.0.1:5555) and serves jobs until
  * SIGINT/SIGTERM. Returns the process exit code. */
 int stage_run(const stage_t *stage);
+
+/* Sentence streaming: packs `segment` (the job with is_segment, segment_index and
+ * segment_text set, and this stage's time so far added) and queues it for the
+ * next stage at once, while the handler goes on. Once a handler has sent a
+ * segment, the finished job itself goes no further: its segments carry it. The
+ * handler may reuse `segment` after the call. 0, or -1 with `err` set. */
+int stage_send_segment(stage_job_t *current, Avatar__Job *segment, stage_error_t *err);
 
 /* Replaces a string field of an unpacked message, taking ownership of `value`.
  * Unpacked strings are either malloc'd or protobuf-c's shared empty string,

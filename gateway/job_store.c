@@ -185,7 +185,7 @@ static bool has_timing(const job_record_t *record, const char *name)
   return false;
 }
 
-static void merge_segment(job_record_t *record, const job_update_t *update)
+static void merge_segment(job_record_t *record, const job_update_t *update, int64_t at_ms)
 {
   if (update->segment_index >= JOB_SEGMENTS_MAX)
     return;
@@ -196,6 +196,25 @@ static void merge_segment(job_record_t *record, const job_update_t *update)
   set_text(&segment->video_url, update->video_url);
   if (update->duration_ms)
     segment->duration_ms = update->duration_ms;
+  /* How long the person waited before the answer could start playing. */
+  if (update->segment_index == 0 && is_set(update->video_url) &&
+      !has_timing(record, "first_segment") && at_ms >= record->created_ms) {
+    job_timing_t first = {.name = "first_segment", .ms = (uint32_t) (at_ms - record->created_ms)};
+    merge_timing(record, &first);
+  }
+}
+
+job_apply_result_t job_record_outcome(job_record_t *record)
+{
+  if (job_state_is_final(record->state))
+    return JOB_APPLY_BECAME_FINAL;
+  if (!record->segment_count || record->assembling)
+    return JOB_APPLY_UPDATED;
+  for (uint32_t i = 0; i < record->segment_count; i++)
+    if (!is_set(record->segments[i].video_url))
+      return JOB_APPLY_UPDATED;
+  record->assembling = true;
+  return JOB_APPLY_SEGMENTS_READY;
 }
 
 void job_record_merge(job_record_t *record, const job_update_t *update, int64_t at_ms)
@@ -206,8 +225,10 @@ void job_record_merge(job_record_t *record, const job_update_t *update, int64_t 
   set_fixed(record->stage, sizeof record->stage, update->stage);
   set_text(&record->question, update->question);
   set_text(&record->reply, update->reply);
+  if (update->segment_count && update->segment_count <= JOB_SEGMENTS_MAX)
+    record->segment_count = update->segment_count;
   if (update->is_segment) {
-    merge_segment(record, update);
+    merge_segment(record, update, at_ms);
   } else {
     set_text(&record->audio_url, update->audio_url);
     set_text(&record->video_url, update->video_url);
@@ -264,7 +285,7 @@ job_apply_result_t job_store_apply(job_store_t *self, const job_update_t *update
   } else if (record) {
     job_record_merge(record, update, update->at_ms ? update->at_ms : now_ms);
     record->updated_ms = now_ms;
-    result = job_state_is_final(record->state) ? JOB_APPLY_BECAME_FINAL : JOB_APPLY_UPDATED;
+    result = job_record_outcome(record);
     if (result == JOB_APPLY_BECAME_FINAL && final)
       job_record_fill_final(record, final);
   }
@@ -350,6 +371,8 @@ cJSON *job_record_render(const job_record_t *record)
   add_optional_string(root, "video_url", record->video_url);
   if (has_segments(record))
     cJSON_AddItemToObject(root, "segments", render_segments(record));
+  if (record->segment_count)
+    cJSON_AddNumberToObject(root, "segment_count", record->segment_count);
   if (record->timing_count)
     cJSON_AddItemToObject(root, "timings_ms", render_timings(record));
   if (record->error_code[0]) {
@@ -406,6 +429,8 @@ char *job_record_to_json(const job_record_t *record)
     cJSON_AddNumberToObject(item, "duration_ms", segment->duration_ms);
     cJSON_AddItemToArray(segments, item);
   }
+  cJSON_AddNumberToObject(root, "segment_count", record->segment_count);
+  cJSON_AddBoolToObject(root, "assembling", record->assembling);
   cJSON_AddNumberToObject(root, "created_ms", (double) record->created_ms);
   cJSON_AddNumberToObject(root, "updated_ms", (double) record->updated_ms);
   /* A failed Add leaves a field out; a record missing its arrays is incomplete. */
@@ -472,6 +497,8 @@ job_record_t *job_record_from_json(const char *text)
   set_fixed(record->error_code, sizeof record->error_code, string_of(root, "error_code"));
   set_text(&record->error_message, string_of(root, "error_message"));
   read_segments(record, cJSON_GetObjectItemCaseSensitive(root, "segments"));
+  record->segment_count = (uint32_t) number_of(root, "segment_count", JOB_SEGMENTS_MAX);
+  record->assembling = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "assembling"));
   record->created_ms = (int64_t) number_of(root, "created_ms", 9e15);
   record->updated_ms = (int64_t) number_of(root, "updated_ms", 9e15);
   cJSON_Delete(root);

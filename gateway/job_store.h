@@ -54,6 +54,7 @@ typedef struct {
   bool is_segment;
   uint32_t segment_index;
   const char *segment_text;
+  uint32_t segment_count; /* the answer's number of segments once known, else 0 */
   uint32_t duration_ms;
   int64_t at_ms;          /* when it happened (unix ms); 0 = now */
 } job_update_t;
@@ -61,6 +62,9 @@ typedef struct {
 typedef enum {
   JOB_APPLY_UPDATED,      /* merged; the job is still open */
   JOB_APPLY_BECAME_FINAL, /* merged and this update made it done/failed */
+  JOB_APPLY_SEGMENTS_READY, /* merged, and every segment of the streamed answer is
+                               now rendered: this caller (only this one, even across
+                               gateways) joins them and applies the final update */
   JOB_APPLY_IGNORED,      /* the job was already final: nothing changed */
   JOB_APPLY_ERROR,        /* bad update (no job id) or out of memory */
 } job_apply_result_t;

@@ -30,6 +30,8 @@ typedef struct {
   char error_code[32];
   char *error_message;
   job_segment_t segments[JOB_SEGMENTS_MAX];
+  uint32_t segment_count;  /* 0 until chat says how many */
+  bool assembling;         /* a gateway is joining the segments */
   int64_t created_ms;
   int64_t updated_ms;
 } job_record_t;
@@ -47,6 +49,11 @@ bool job_state_is_final(job_state_t state);
 
 /* Merges one update into an open record that happened at `at_ms`. */
 void job_record_merge(job_record_t *record, const job_update_t *update, int64_t at_ms);
+
+/* What a merge made of an open record: JOB_APPLY_BECAME_FINAL,
+ * JOB_APPLY_SEGMENTS_READY (the first time every segment has its video; the
+ * record then says it is being assembled) or JOB_APPLY_UPDATED. */
+job_apply_result_t job_record_outcome(job_record_t *record);
 
 /* Fills `final` from a record that just became final. */
 void job_record_fill_final(const job_record_t *record, job_final_t *final);

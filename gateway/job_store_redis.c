@@ -84,10 +84,13 @@ static char *apply_to_stored(const char *current, size_t size, void *arg)
   } else {
     job_record_merge(record, update, update->at_ms ? update->at_ms : apply->now_ms);
     record->updated_ms = apply->now_ms;
+    /* Decided before storing: the claim to assemble is part of the stored record,
+     * so of two gateways merging the last segments only one wins it. */
+    job_apply_result_t outcome = job_record_outcome(record);
     text = job_record_to_json(record);
     if (text) {
-      bool became_final = job_state_is_final(record->state);
-      apply->result = became_final ? JOB_APPLY_BECAME_FINAL : JOB_APPLY_UPDATED;
+      bool became_final = outcome == JOB_APPLY_BECAME_FINAL;
+      apply->result = outcome;
       if (became_final && apply->final) {
         job_record_fill_final(record, apply->final);
         apply->final_filled = true;

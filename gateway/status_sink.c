@@ -7,6 +7,7 @@
 #include "ids.h"
 #include "log.h"
 #include "pipeline.pb-c.h"
+#include "segment_join.h"
 #include "upload.h"
 
 #include <errno.h>
@@ -118,6 +119,46 @@ static void finish(const status_sink_t *sink, const char *job_id, job_final_t *f
   log_event(LOG_INFO, "job_final", fields);
 }
 
+/* Merges `update` and finishes the job when it became final. Returns the
+ * store's verdict. */
+static job_apply_result_t merge(const status_sink_t *sink, const job_update_t *update,
+                                int64_t now_ms)
+{
+  job_final_t final;
+  job_apply_result_t result = job_store_apply(sink->jobs, update, now_ms, &final);
+  if (result == JOB_APPLY_BECAME_FINAL) {
+    finish(sink, update->job_id, &final, now_ms);
+    job_final_clear(&final);
+  }
+  return result;
+}
+
+/* Every segment of a streamed answer is rendered: joins them into the whole
+ * answer's files and makes the job done (or failed, when they cannot be
+ * joined: an answer nobody can replay is not done). */
+static void finish_streamed(const status_sink_t *sink, const char *job_id, int64_t now_ms)
+{
+  char error[256] = "";
+  joined_answer_t answer;
+  cJSON *job = job_store_render(sink->jobs, job_id, now_ms);
+  int rc = job ? segment_join(sink->media, job, &answer, error, sizeof error) : -1;
+  cJSON_Delete(job);
+  job_update_t update = {.job_id = job_id, .state = JOB_STATE_DONE, .stage = "avatar"};
+  if (rc == 0) {
+    update.audio_url = answer.audio_url;
+    update.video_url = answer.video_url;
+  } else {
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddStringToObject(fields, "job_id", job_id);
+    cJSON_AddStringToObject(fields, "reason", error[0] ? error : "the job is gone");
+    log_event(LOG_ERROR, "segment_join_failed", fields);
+    update.state = JOB_STATE_FAILED;
+    update.error_code = "storage_error";
+    update.error_message = "The answer's sentences could not be joined into one video.";
+  }
+  merge(sink, &update, clock_wall_ms());
+}
+
 static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_t now_ms)
 {
   if (job_store_is_final(sink->jobs, status->job_id, now_ms)) {
@@ -152,6 +193,7 @@ static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_
     .is_segment = status->is_segment,
     .segment_index = status->segment_index,
     .segment_text = status->segment_text,
+    .segment_count = status->segment_count,
     .duration_ms = status->duration_ms,
     .at_ms = (int64_t) status->at_ms,
   };
@@ -165,12 +207,9 @@ static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_
                                   "is full."
                                 : "The answer could not be stored on the server.";
   }
-  job_final_t final;
-  job_apply_result_t result = job_store_apply(sink->jobs, &update, now_ms, &final);
-  if (result == JOB_APPLY_BECAME_FINAL) {
-    finish(sink, status->job_id, &final, now_ms);
-    job_final_clear(&final);
-  }
+  job_apply_result_t result = merge(sink, &update, now_ms);
+  if (result == JOB_APPLY_SEGMENTS_READY)
+    finish_streamed(sink, status->job_id, now_ms);
   if (result == JOB_APPLY_ERROR || result == JOB_APPLY_IGNORED) {
     log_dropped(status->job_id, result == JOB_APPLY_ERROR ? "store error" : "job already final");
     return -1;

@@ -5,6 +5,7 @@
 #include "speech.h"
 #include "stage_error.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,11 @@ typedef struct {
   size_t phoneme_count;
   const char *text;            /* the spoken sentence(s) */
   const char *character;       /* NULL or "" = default */
+  /* Sentence streaming: this video plays right after another segment's, or
+   * right before one, so the rest pose that opens or closes an answer is left
+   * out on that side (it would sound like a pause between sentences). */
+  bool continues_previous;
+  bool continued_next;
 } avatar_input_t;
 
 typedef struct {

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int render(void *backend, Avatar__Job *job, Avatar__Status *report, stage_error_t *err)
+static int render(void *backend, stage_job_t *current, Avatar__Job *job, Avatar__Status *report,
+                  stage_error_t *err)
 {
+  (void) current;
   avatar_backend_t *avatar = backend;
   if (!job->speech_audio.len)
     return stage_error_set(err, "bad_request", "There is no speech to animate.");
@@ -25,7 +27,10 @@ static int render(void *backend, Avatar__Job *job, Avatar__Status *report, stage
   avatar_input_t in = {
     .audio = job->speech_audio.data, .audio_size = job->speech_audio.len,
     .audio_mime = job->speech_mime, .phonemes = job->n_phonemes ? phonemes : NULL,
-    .phoneme_count = job->n_phonemes, .text = job->reply, .character = job->character,
+    .phoneme_count = job->n_phonemes, .character = job->character,
+    .text = job->is_segment ? job->segment_text : job->reply, /* brows, captions */
+    .continues_previous = job->is_segment && job->segment_index > 0,
+    .continued_next = job->is_segment && job->segment_index + 1 != job->segment_count,
   };
   avatar_output_t out = {0};
   int rc = avatar->render(avatar, &in, &out, err);

@@ -1,8 +1,8 @@
 /* video_writer: libavcodec encoders + libavformat's MP4 or WebM muxer over a growing
- * memory buffer. MP4's faststart makes the muxer move the index to the front by
- * re-opening its output for reading, so the buffer is reachable through any number
- * of cursors. */
+ * memory buffer (memory_io). */
 #include "video_writer.h"
+
+#include "memory_io.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -11,34 +11,12 @@
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A talking-head file is a few MB; this only stops a runaway muxer. */
-#define MAX_FILE_SIZE ((size_t) 1 << 30)
-#define AVIO_BUFFER_SIZE 65536
 #define AUDIO_BIT_RATE 96000
 #define VP8_MAX_BIT_RATE 1000000
-
-/* FFmpeg 7 made the write callback's buffer const. */
-#if LIBAVFORMAT_VERSION_MAJOR >= 61
-typedef const uint8_t avio_write_buf_t;
-#else
-typedef uint8_t avio_write_buf_t;
-#endif
-
-/* The file being built. */
-typedef struct {
-  uint8_t *data;     /* malloc'd */
-  size_t size;
-  size_t capacity;
-} mem_file_t;
-
-/* One position in the file, the opaque of one AVIOContext. */
-typedef struct {
-  mem_file_t *file;
-  size_t pos;
-} mem_cursor_t;
 
 typedef struct {
   AVCodecContext *codec;
@@ -60,8 +38,7 @@ static const container_spec_t container_specs[] = {
 
 struct video_writer {
   const container_spec_t *spec;
-  mem_file_t file;
-  mem_cursor_t write_cursor;
+  memory_file_t file;
   AVFormatContext *format;
   AVIOContext *io;
   encoder_t video;
@@ -79,120 +56,6 @@ static int set_render_error(stage_error_t *err, const char *what, int averror)
   char reason[AV_ERROR_MAX_STRING_SIZE] = "";
   av_strerror(averror, reason, sizeof reason);
   return stage_error_set(err, "render_error", "video encoding failed: %s: %s", what, reason);
-}
-
-static int mem_reserve(mem_file_t *file, size_t needed)
-{
-  if (needed <= file->capacity)
-    return 0;
-  if (needed > MAX_FILE_SIZE)
-    return -1;
-  size_t capacity = file->capacity ? file->capacity : AVIO_BUFFER_SIZE;
-  while (capacity < needed)
-    capacity *= 2;
-  uint8_t *grown = realloc(file->data, capacity);
-  if (!grown)
-    return -1;
-  file->data = grown;
-  file->capacity = capacity;
-  return 0;
-}
-
-static int mem_write(void *opaque, avio_write_buf_t *buf, int buf_size)
-{
-  mem_cursor_t *cursor = opaque;
-  mem_file_t *file = cursor->file;
-  if (buf_size < 0 || mem_reserve(file, cursor->pos + (size_t) buf_size) < 0)
-    return AVERROR(ENOMEM);
-  if (cursor->pos > file->size)   /* seeked past the end: the hole reads as zeros */
-    memset(file->data + file->size, 0, cursor->pos - file->size);
-  memcpy(file->data + cursor->pos, buf, (size_t) buf_size);
-  cursor->pos += (size_t) buf_size;
-  if (cursor->pos > file->size)
-    file->size = cursor->pos;
-  return buf_size;
-}
-
-static int mem_read(void *opaque, uint8_t *buf, int buf_size)
-{
-  mem_cursor_t *cursor = opaque;
-  mem_file_t *file = cursor->file;
-  if (cursor->pos >= file->size)
-    return AVERROR_EOF;
-  size_t left = file->size - cursor->pos;
-  size_t count = buf_size < 0 ? 0 : (size_t) buf_size < left ? (size_t) buf_size : left;
-  memcpy(buf, file->data + cursor->pos, count);
-  cursor->pos += count;
-  return (int) count;
-}
-
-static int64_t mem_seek(void *opaque, int64_t offset, int whence)
-{
-  mem_cursor_t *cursor = opaque;
-  int64_t base;
-  switch (whence & ~AVSEEK_FORCE) {
-  case AVSEEK_SIZE: return (int64_t) cursor->file->size;
-  case SEEK_SET: base = 0; break;
-  case SEEK_CUR: base = (int64_t) cursor->pos; break;
-  case SEEK_END: base = (int64_t) cursor->file->size; break;
-  default: return AVERROR(EINVAL);
-  }
-  int64_t target = base + offset;
-  if (target < 0 || (uint64_t) target > MAX_FILE_SIZE)
-    return AVERROR(EINVAL);
-  cursor->pos = (size_t) target;
-  return target;
-}
-
-static AVIOContext *mem_io_new(mem_cursor_t *cursor, int writable)
-{
-  uint8_t *buffer = av_malloc(AVIO_BUFFER_SIZE);
-  if (!buffer)
-    return NULL;
-  AVIOContext *io = avio_alloc_context(buffer, AVIO_BUFFER_SIZE, writable, cursor,
-                                       mem_read, mem_write, mem_seek);
-  if (!io)
-    av_free(buffer);
-  return io;
-}
-
-static void mem_io_free(AVIOContext **io_p)
-{
-  if (!*io_p)
-    return;
-  av_freep(&(*io_p)->buffer);
-  avio_context_free(io_p);
-}
-
-/* The muxer's second pass (faststart) re-opens "the file" to read it. */
-static int mem_io_open(AVFormatContext *format, AVIOContext **pb, const char *url, int flags,
-                       AVDictionary **options)
-{
-  (void) url;
-  (void) options;
-  video_writer_t *writer = format->opaque;
-  mem_cursor_t *cursor = malloc(sizeof *cursor);
-  if (!cursor)
-    return AVERROR(ENOMEM);
-  *cursor = (mem_cursor_t) { .file = &writer->file, .pos = 0 };
-  *pb = mem_io_new(cursor, (flags & AVIO_FLAG_WRITE) != 0);
-  if (!*pb) {
-    free(cursor);
-    return AVERROR(ENOMEM);
-  }
-  return 0;
-}
-
-static int mem_io_close(AVFormatContext *format, AVIOContext *pb)
-{
-  (void) format;
-  if (!pb)
-    return 0;
-  avio_flush(pb);
-  int error = pb->error;
-  free(pb->opaque);
-  mem_io_free(&pb);
-  return error;
 }
 
 int video_writer_check_encoders(video_container_t container, stage_error_t *err)
@@ -244,8 +107,12 @@ static int open_video(video_writer_t *writer, const video_settings_t *settings, 
   ctx->colorspace = AVCOL_SPC_SMPTE170M;    /* what swscale's default matrix produces */
   ctx->color_primaries = AVCOL_PRI_SMPTE170M;
   ctx->color_trc = AVCOL_TRC_SMPTE170M;
-  /* One replica renders one job; more cores means more replicas. */
-  ctx->thread_count = 1;
+  /* x264 in slices, not frames: frame threads would hold frames back, and the
+   * first sentence of an answer must come out as soon as it is drawn. libvpx
+   * stays on one thread: its slice threading is ten times slower here. */
+  bool threaded = settings->container == VIDEO_MP4 && settings->threads > 1;
+  ctx->thread_count = threaded ? settings->threads : 1;
+  ctx->thread_type = FF_THREAD_SLICE;
   if (writer->format->oformat->flags & AVFMT_GLOBALHEADER)
     ctx->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   /* libvpx's constant-quality mode needs a ceiling on the bit rate. */
@@ -344,15 +211,8 @@ static int open_audio(video_writer_t *writer, const video_settings_t *settings, 
 
 static int open_muxer(video_writer_t *writer, stage_error_t *err)
 {
-  writer->write_cursor = (mem_cursor_t) { .file = &writer->file, .pos = 0 };
-  writer->io = mem_io_new(&writer->write_cursor, 1);
-  if (!writer->io)
+  if (memory_io_attach(writer->format, &writer->file, &writer->io) < 0)
     return stage_error_set(err, "render_error", "out of memory");
-  writer->format->pb = writer->io;
-  writer->format->flags |= AVFMT_FLAG_CUSTOM_IO;
-  writer->format->opaque = writer;
-  writer->format->io_open = mem_io_open;
-  writer->format->io_close2 = mem_io_close;
   AVDictionary *options = NULL;
   int rc = 0;
   if (writer->spec == &container_specs[VIDEO_MP4])
@@ -506,7 +366,7 @@ int video_writer_finish(video_writer_t *writer, uint8_t **out, size_t *out_size,
     return set_render_error(err, "writing the file", writer->io->error);
   *out = writer->file.data;
   *out_size = writer->file.size;
-  writer->file = (mem_file_t) { 0 };
+  writer->file = (memory_file_t) { 0 };
   return 0;
 }
 
@@ -522,7 +382,7 @@ void video_writer_destroy(video_writer_t **writer_p)
   av_frame_free(&writer->audio_frame);
   av_packet_free(&writer->packet);
   avformat_free_context(writer->format);
-  mem_io_free(&writer->io);
+  memory_io_free(&writer->io);
   free(writer->file.data);
   free(writer);
   *writer_p = NULL;

@@ -1,17 +1,50 @@
 /* chat: the answering stage. Answers the transcript (or typed question) with the
- * conversation's earlier turns, using the backend chosen by CHAT_BACKEND. */
+ * conversation's earlier turns, using the backend chosen by CHAT_BACKEND, and
+ * sends the reply on sentence by sentence (CHAT_STREAM_SENTENCES, on by default)
+ * so that the first sentence is spoken while the others still render. */
 #include "chat_backend.h"
 #include "config.h"
 #include "log.h"
+#include "sentences.h"
 #include "stage.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int answer(void *backend, Avatar__Job *job, Avatar__Status *report, stage_error_t *err)
+/* Most segments one reply is cut into; the gateway keeps up to 64 per job. */
+#define CHAT_SEGMENTS_MAX 32
+
+typedef struct {
+  chat_backend_t *backend;
+  bool stream_sentences;
+} chat_stage_t;
+
+/* Sends the reply on as one segment per sentence. Returns how many were sent
+ * (0 for a reply with no words: the job then goes on whole), or -1. */
+static long send_sentences(stage_job_t *current, Avatar__Job *job, stage_error_t *err)
 {
-  chat_backend_t *chat = backend;
+  sentence_span_t spans[CHAT_SEGMENTS_MAX];
+  size_t count = sentences_split(job->reply, spans, CHAT_SEGMENTS_MAX);
+  job->is_segment = count > 0;
+  job->segment_count = (uint32_t) count;
+  for (size_t i = 0; i < count; i++) {
+    char *text = strndup(job->reply + spans[i].start, spans[i].length);
+    if (!text)
+      return stage_error_set(err, "backend_error", "Out of memory.");
+    stage_set_string(&job->segment_text, text);
+    job->segment_index = (uint32_t) i;
+    if (stage_send_segment(current, job, err) != 0)
+      return -1;
+  }
+  return (long) count;
+}
+
+static int answer(void *arg, stage_job_t *current, Avatar__Job *job, Avatar__Status *report,
+                  stage_error_t *err)
+{
+  chat_stage_t *stage = arg;
+  chat_backend_t *chat = stage->backend;
   const char *question = job->transcript && *job->transcript ? job->transcript : job->input_text;
   if (!question || !*question)
     return stage_error_set(err, "bad_request", "There is no question to answer.");
@@ -37,6 +70,14 @@ static int answer(void *backend, Avatar__Job *job, Avatar__Status *report, stage
   report->question = (char *) question;
   report->transcript = job->transcript;
   report->reply = job->reply;
+  if (!stage->stream_sentences)
+    return 0;
+  long segments = send_sentences(current, job, err);
+  if (segments < 0)
+    return -1;
+  report->segment_count = (uint32_t) segments;
+  /* The report describes the whole reply, not the last segment sent. */
+  job->is_segment = false;
   return 0;
 }
 
@@ -62,7 +103,9 @@ int main(void)
     log_msg(LOG_ERROR, "start_failed", "%s", err.message);
     return 1;
   }
-  stage_t stage = {.name = "chat", .next = "tts", .handle = answer, .backend = backend};
+  chat_stage_t chat = {.backend = backend,
+                       .stream_sentences = config_bool("CHAT_STREAM_SENTENCES", true)};
+  stage_t stage = {.name = "chat", .next = "tts", .handle = answer, .backend = &chat};
   int rc = stage_run(&stage);
   backend->destroy(&backend);
   return rc;

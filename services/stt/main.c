@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int transcribe(void *backend, Avatar__Job *job, Avatar__Status *report,
-                      stage_error_t *err)
+static int transcribe(void *backend, stage_job_t *current, Avatar__Job *job,
+                      Avatar__Status *report, stage_error_t *err)
 {
+  (void) current;
   stt_backend_t *stt = backend;
   if (!job->input_audio.len)
     return stage_error_set(err, "bad_audio", "The request carries no audio.");

@@ -41,13 +41,17 @@ static int attach_phonemes(Avatar__Job *job, const tts_result_t *result)
   return 0;
 }
 
-static int speak(void *backend, Avatar__Job *job, Avatar__Status *report, stage_error_t *err)
+static int speak(void *backend, stage_job_t *current, Avatar__Job *job, Avatar__Status *report,
+                 stage_error_t *err)
 {
+  (void) current;
   tts_backend_t *tts = backend;
-  if (!job->reply || !*job->reply)
+  /* A streamed job speaks its own sentence; the reply stays for the record. */
+  const char *text = job->is_segment ? job->segment_text : job->reply;
+  if (!text || !*text)
     return stage_error_set(err, "bad_request", "There is no reply to speak.");
   tts_result_t result = {0};
-  if (tts->synthesize(tts, job->reply, &result, err) != 0)
+  if (tts->synthesize(tts, text, &result, err) != 0)
     return -1;
   char *mime = strdup(result.mime);
   if (!mime || attach_phonemes(job, &result) != 0) {

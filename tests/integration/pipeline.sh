@@ -105,6 +105,24 @@ check "video lasts as long as the speech (within 10%: $video_s s vs $speech_s s)
 check "media is served with byte ranges" \
   test "$(status_of -r 0-99 "$BASE$(printf '%s' "$result" | jq -r .video_url)")" = 206
 
+# --- sentence streaming: the answer came as segments, joined at the end ----------
+count=$(printf '%s' "$result" | jq -r '.segment_count // 0')
+check "the reply streamed as several segments ($count)" test "$count" -ge 2
+check "every segment has its text, audio and video" test "$(printf '%s' "$result" | jq \
+  "[.segments[] | select(.text != \"\" and .audio_url != null and .video_url != null)] | length")" = "$count"
+check "segments are in order and cover the reply" test "$(printf '%s' "$result" | jq -r \
+  '[.segments | sort_by(.index)[] | .text] | join(" ")')" = "$reply"
+check "first_segment timing comes before the total" test "$(printf '%s' "$result" | jq \
+  '.timings_ms.first_segment > 0 and .timings_ms.first_segment < .timings_ms.total')" = true
+segments_s=0
+for url in $(printf '%s' "$result" | jq -r '.segments | sort_by(.index)[] | .video_url'); do
+  curl -s -o "$WORK/segment.mp4" "$BASE$url"
+  segments_s=$(awk -v a="$segments_s" -v b="$(ffprobe -v error -show_entries format=duration \
+    -of csv=p=0 "$WORK/segment.mp4")" 'BEGIN { print a + b }')
+done
+check "the whole video is its segments back to back ($video_s s vs $segments_s s)" \
+  awk -v v="$video_s" -v s="$segments_s" 'BEGIN { d = v - s; if (d < 0) d = -d; exit !(d <= 0.1) }'
+
 # --- follow-up in the same session ----------------------------------------------
 followup=$(ask "and on saturday?" "$session" | jq -r .job_id)
 reply=$(poll "$followup" | jq -r .reply)

@@ -73,7 +73,7 @@ static void test_full_job_json_matches_api(void **state)
   assert_string_equal(final.question, "what are your office hours");
   assert_string_equal(final.reply, "We're open.");
   assert_string_equal(final.error_code, "");
-  assert_int_equal(final.timing_count, 6);
+  assert_int_equal(final.timing_count, 7); /* with first_segment, from segment 0's video */
   job_final_clear(&final);
   assert_true(job_store_is_final(store, "j1", T0 + 400));
   assert_render(store, "j1", T0 + 400,
@@ -82,8 +82,48 @@ static void test_full_job_json_matches_api(void **state)
                 "\"audio_url\":\"/media/j1.wav\",\"video_url\":\"/media/j1.mp4\","
                 "\"segments\":[{\"index\":0,\"text\":\"Hi.\",\"audio_url\":\"/media/j1-0.wav\","
                 "\"video_url\":\"/media/j1-0.mp4\",\"duration_ms\":1840}],"
-                "\"timings_ms\":{\"queued\":1,\"stt\":120,\"chat\":3,\"tts\":15,\"avatar\":210,"
-                "\"total\":360},\"error\":null}");
+                "\"timings_ms\":{\"queued\":1,\"stt\":120,\"first_segment\":200,\"chat\":3,"
+                "\"tts\":15,\"avatar\":210,\"total\":360},\"error\":null}");
+  job_store_destroy(&store);
+}
+
+/* A streamed answer: the update that completes the set of segment videos, in
+ * whatever order they come, asks its caller (once) to join them. */
+static void test_segments_ready_once(void **state)
+{
+  (void) state;
+  job_store_t *store = job_store_new(TTL_MS);
+  assert_int_equal(job_store_create(store, "j5", "s1", "chat", "hours?", T0), 0);
+  job_update_t chat = {.job_id = "j5", .state = JOB_STATE_RUNNING, .stage = "chat",
+                       .reply = "One. Two. Three.", .segment_count = 3};
+  assert_int_equal(job_store_apply(store, &chat, T0 + 5, NULL), JOB_APPLY_UPDATED);
+  const char *videos[] = {"/media/j5-0.mp4", "/media/j5-1.mp4", "/media/j5-2.mp4"};
+  uint32_t order[] = {2, 0, 1};
+  for (size_t i = 0; i < 3; i++) {
+    /* tts reports the segment's audio first: no video yet, nothing to join */
+    job_update_t audio = {.job_id = "j5", .state = JOB_STATE_RUNNING, .stage = "tts",
+                          .is_segment = true, .segment_index = order[i], .segment_count = 3,
+                          .audio_url = "/media/j5-x.wav"};
+    assert_int_equal(job_store_apply(store, &audio, T0 + 10, NULL), JOB_APPLY_UPDATED);
+    job_update_t video = {.job_id = "j5", .state = JOB_STATE_RUNNING, .stage = "avatar",
+                          .is_segment = true, .segment_index = order[i], .segment_count = 3,
+                          .video_url = videos[order[i]]};
+    assert_int_equal(job_store_apply(store, &video, T0 + 100 * (int64_t) (i + 1), NULL),
+                     i == 2 ? JOB_APPLY_SEGMENTS_READY : JOB_APPLY_UPDATED);
+  }
+  /* A re-run's duplicate segment does not start a second join. */
+  job_update_t again = {.job_id = "j5", .state = JOB_STATE_RUNNING, .stage = "avatar",
+                        .is_segment = true, .segment_index = 1, .video_url = videos[1]};
+  assert_int_equal(job_store_apply(store, &again, T0 + 400, NULL), JOB_APPLY_UPDATED);
+  cJSON *job = job_store_render(store, "j5", T0 + 400);
+  assert_int_equal(cJSON_GetObjectItem(job, "segment_count")->valueint, 3);
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(job, "segments")), 3);
+  /* segment 0 came second, at T0 + 200 */
+  assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(job, "timings_ms"),
+                                       "first_segment")->valueint, 200);
+  cJSON_Delete(job);
+  job_update_t done = {.job_id = "j5", .state = JOB_STATE_DONE, .video_url = "/media/j5.mp4"};
+  assert_int_equal(job_store_apply(store, &done, T0 + 450, NULL), JOB_APPLY_BECAME_FINAL);
   job_store_destroy(&store);
 }
 
@@ -218,6 +258,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_new_job_is_queued),
     cmocka_unit_test(test_full_job_json_matches_api),
+    cmocka_unit_test(test_segments_ready_once),
     cmocka_unit_test(test_final_state_is_sticky),
     cmocka_unit_test(test_failure_without_error_gets_one),
     cmocka_unit_test(test_segments_in_index_order_and_merged),

@@ -40,6 +40,7 @@ typedef struct {
   avatar_backend_t base;
   int size;                        /* square frames, pixels */
   int fps;
+  int encoder_threads;             /* per render: speeds up one sentence on an idle machine */
   video_container_t container;
   cast_t *cast;
   cast_member_t character;         /* AVATAR_CHARACTER, or the default */
@@ -109,10 +110,18 @@ static cast_member_t choose_character(const local_backend_t *self, const char *n
   return self->character;
 }
 
-/* The decoded speech with LEAD_IN_MS of silence before and LEAD_OUT_MS after. */
-static int pad_with_rest(pcm_t *pcm, stage_error_t *err)
+/* The silence before the speech: none when another segment's video ends just before. */
+static unsigned lead_in_ms(const avatar_input_t *in)
 {
-  size_t before = (size_t) LEAD_IN_MS * AUDIO_RATE / 1000, after = (size_t) LEAD_OUT_MS * AUDIO_RATE / 1000;
+  return in->continues_previous ? 0 : LEAD_IN_MS;
+}
+
+/* The decoded speech with the lead-in's silence before and LEAD_OUT_MS after
+ * (none when another segment follows). */
+static int pad_with_rest(pcm_t *pcm, const avatar_input_t *in, stage_error_t *err)
+{
+  size_t before = (size_t) lead_in_ms(in) * AUDIO_RATE / 1000;
+  size_t after = in->continued_next ? 0 : (size_t) LEAD_OUT_MS * AUDIO_RATE / 1000;
   int16_t *padded = calloc(before + pcm->count + after, sizeof *padded);
   if (!padded)
     return stage_error_set(err, "render_error", "out of memory for %zu samples", pcm->count);
@@ -144,7 +153,7 @@ static int prepare_speech_tracks(render_job_t *job, const avatar_input_t *in, in
       return stage_error_set(err, "render_error", "out of memory for the phonemes");
     for (size_t i = 0; i < in->phoneme_count; i++) {
       job->phonemes[i] = in->phonemes[i];
-      job->phonemes[i].start_ms += LEAD_IN_MS;
+      job->phonemes[i].start_ms += lead_in_ms(in);
     }
     if (viseme_track_from_phonemes(job->phonemes, in->phoneme_count, fps, job->frame_count,
                                    job->shapes, job->poses) < 0)
@@ -169,6 +178,7 @@ static int open_canvas(render_job_t *job, const local_backend_t *self, const cas
   video_settings_t settings = {
     .container = self->container, .width = self->size, .height = self->size, .fps = self->fps,
     .sample_rate = with_audio ? AUDIO_RATE : 0, .x264_preset = X264_PRESET,
+    .threads = self->encoder_threads,
     .crf = self->container == VIDEO_WEBM ? VP8_CRF : X264_CRF,
   };
   job->writer = video_writer_new(&settings, err);
@@ -231,7 +241,7 @@ static int render_job_run(render_job_t *job, const local_backend_t *self, const 
     return -1;
   if (job->pcm.count == 0)
     return stage_error_set(err, "bad_audio", "the speech audio has no samples");
-  if (pad_with_rest(&job->pcm, err) < 0)
+  if (pad_with_rest(&job->pcm, in, err) < 0)
     return -1;
   /* Frames cover the whole sound: ceil(duration * fps). */
   job->frame_count = (job->pcm.count * (size_t) self->fps + AUDIO_RATE - 1) / AUDIO_RATE;
@@ -362,6 +372,7 @@ avatar_backend_t *avatar_local_new(stage_error_t *err)
   /* 4:2:0 chroma needs even dimensions. */
   self->size = (int) config_long("AVATAR_SIZE", 512, 64, 2048) & ~1;
   self->fps = (int) config_long("AVATAR_FPS", 25, 1, 60);
+  self->encoder_threads = (int) config_long("AVATAR_ENCODER_THREADS", 2, 1, 16);
   self->cast = cast_load(config_str("AVATAR_CHARACTER_DIR", NULL), err);
   if (!self->cast) {
     free(self);
