@@ -87,6 +87,7 @@ typedef enum {
   ROUTE_METRICS,
   ROUTE_LOGIN,
   ROUTE_IDLE_VIDEO,
+  ROUTE_GREETING,
   ROUTE_API_OTHER,
   ROUTE_NOT_FOUND,
 } route_t;
@@ -94,7 +95,7 @@ typedef enum {
 /* Metric and log labels, indexed by route_t. */
 static const char *const route_names[] = {
   "static", "complete_flow", "ask", "jobs", "sessions", "media", "healthz", "metrics", "login",
-  "idle_video",
+  "idle_video", "greeting",
   "not_found", "not_found",
 };
 
@@ -621,6 +622,25 @@ static enum MHD_Result submit(http_api_t *api, struct MHD_Connection *connection
   return respond_accepted(connection, request, job_id, session_id);
 }
 
+/* ---- GET /api/greeting ---------------------------------------------------- */
+
+static enum MHD_Result handle_greeting(http_api_t *api, struct MHD_Connection *connection,
+                                       request_t *request)
+{
+  if (!api->config.greeting)
+    return respond_not_found(connection, request);
+  const char *character =
+    MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "character");
+  if (character && *character && !character_is_valid(character))
+    return respond_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                         "character must be 1 to 32 of a-z, 0-9, '-' or '_'.");
+  int status = 0;
+  cJSON *body = greeting_get(api->config.greeting, character ? character : "", &status);
+  if (!body)
+    return respond_refused(connection, request, BROKER_UNAVAILABLE);
+  return respond_json(connection, request, (unsigned) status, body);
+}
+
 /* ---- POST /api/complete-flow --------------------------------------------- */
 
 static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -855,6 +875,7 @@ static const struct {
   {"/metrics", true, ROUTE_METRICS},
   {"/login", true, ROUTE_LOGIN},
   {"/idle.mp4", true, ROUTE_IDLE_VIDEO},
+  {"/api/greeting", true, ROUTE_GREETING},
   {"/api/", false, ROUTE_API_OTHER},
   {"/", false, ROUTE_STATIC},
 };
@@ -1103,7 +1124,7 @@ static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
                          "server accepts.");
   bool is_api = request->route == ROUTE_COMPLETE_FLOW || request->route == ROUTE_ASK ||
                 request->route == ROUTE_JOB || request->route == ROUTE_SESSION ||
-                request->route == ROUTE_API_OTHER;
+                request->route == ROUTE_GREETING || request->route == ROUTE_API_OTHER;
   if (is_api || request->route == ROUTE_LOGIN) {
     enum MHD_Result result;
     if (guard_request(api, connection, request, is_api, &result))
@@ -1137,6 +1158,7 @@ static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
     return respond_not_found(connection, request);
   case ROUTE_STATIC:
   case ROUTE_JOB:
+  case ROUTE_GREETING:
   case ROUTE_MEDIA:
   case ROUTE_IDLE_VIDEO:
   case ROUTE_HEALTHZ:
@@ -1147,6 +1169,7 @@ static enum MHD_Result begin(http_api_t *api, struct MHD_Connection *connection,
     return respond_bad_method(connection, request, "GET, HEAD");
   switch (request->route) {
   case ROUTE_JOB: return handle_job(api, connection, request);
+  case ROUTE_GREETING: return handle_greeting(api, connection, request);
   case ROUTE_MEDIA: return handle_media(api, connection, request);
   case ROUTE_IDLE_VIDEO: return handle_idle_video(api, connection, request);
   case ROUTE_HEALTHZ: return handle_healthz(api, connection, request);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "greeting.h"
 #include "job_store.h"
 #include "media_store.h"
 #include "metrics.h"
@@ -48,6 +49,7 @@ typedef struct {
   media_store_t *media;
   metrics_t *metrics;
   const pipeline_t *pipeline;
+  greeting_t *greeting;          /* GET /api/greeting; NULL: 404 */
 } http_api_config_t;
 
 typedef struct http_api http_api_t;

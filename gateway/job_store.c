@@ -227,6 +227,9 @@ void job_record_merge(job_record_t *record, const job_update_t *update, int64_t 
   set_text(&record->reply, update->reply);
   if (update->segment_count && update->segment_count <= JOB_SEGMENTS_MAX)
     record->segment_count = update->segment_count;
+  set_fixed(record->character, sizeof record->character, update->character);
+  if (update->cached)
+    record->cached = true;
   if (update->is_segment) {
     merge_segment(record, update, at_ms);
   } else {
@@ -261,6 +264,10 @@ void job_record_fill_final(const job_record_t *record, job_final_t *final)
   snprintf(final->error_code, sizeof final->error_code, "%s", record->error_code);
   memcpy(final->timings, record->timings, sizeof final->timings);
   final->timing_count = record->timing_count;
+  final->audio_url = record->audio_url ? strdup(record->audio_url) : NULL;
+  final->video_url = record->video_url ? strdup(record->video_url) : NULL;
+  snprintf(final->character, sizeof final->character, "%s", record->character);
+  final->cached = record->cached;
 }
 
 job_apply_result_t job_store_apply(job_store_t *self, const job_update_t *update,
@@ -373,6 +380,8 @@ cJSON *job_record_render(const job_record_t *record)
     cJSON_AddItemToObject(root, "segments", render_segments(record));
   if (record->segment_count)
     cJSON_AddNumberToObject(root, "segment_count", record->segment_count);
+  if (record->cached)
+    cJSON_AddTrueToObject(root, "cached");
   if (record->timing_count)
     cJSON_AddItemToObject(root, "timings_ms", render_timings(record));
   if (record->error_code[0]) {
@@ -431,6 +440,8 @@ char *job_record_to_json(const job_record_t *record)
   }
   cJSON_AddNumberToObject(root, "segment_count", record->segment_count);
   cJSON_AddBoolToObject(root, "assembling", record->assembling);
+  add_string_if_set(root, "character", record->character);
+  cJSON_AddBoolToObject(root, "cached", record->cached);
   cJSON_AddNumberToObject(root, "created_ms", (double) record->created_ms);
   cJSON_AddNumberToObject(root, "updated_ms", (double) record->updated_ms);
   /* A failed Add leaves a field out; a record missing its arrays is incomplete. */
@@ -499,6 +510,8 @@ job_record_t *job_record_from_json(const char *text)
   read_segments(record, cJSON_GetObjectItemCaseSensitive(root, "segments"));
   record->segment_count = (uint32_t) number_of(root, "segment_count", JOB_SEGMENTS_MAX);
   record->assembling = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "assembling"));
+  set_fixed(record->character, sizeof record->character, string_of(root, "character"));
+  record->cached = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "cached"));
   record->created_ms = (int64_t) number_of(root, "created_ms", 9e15);
   record->updated_ms = (int64_t) number_of(root, "updated_ms", 9e15);
   cJSON_Delete(root);
@@ -555,8 +568,12 @@ void job_final_clear(job_final_t *final)
 {
   free(final->question);
   free(final->reply);
+  free(final->audio_url);
+  free(final->video_url);
   final->question = NULL;
   final->reply = NULL;
+  final->audio_url = NULL;
+  final->video_url = NULL;
 }
 
 const char *job_state_name(job_state_t state)

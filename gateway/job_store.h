@@ -20,6 +20,7 @@
 #define JOB_TIMINGS_MAX 12    /* distinct timing names kept per job */
 #define JOB_SEGMENTS_MAX 64   /* segments kept per job */
 #define JOB_TEXT_MAX 16384    /* longest question/reply/segment text kept, bytes */
+#define JOB_CHARACTER_MAX 32  /* longest character name (the gateway's rule) */
 
 typedef enum {
   JOB_STATE_NONE = 0, /* in an update: leave the state as it is */
@@ -55,6 +56,8 @@ typedef struct {
   uint32_t segment_index;
   const char *segment_text;
   uint32_t segment_count; /* the answer's number of segments once known, else 0 */
+  const char *character;  /* the avatar character answering ("" = default) */
+  bool cached;            /* the answer's media come from the answer cache */
   uint32_t duration_ms;
   int64_t at_ms;          /* when it happened (unix ms); 0 = now */
 } job_update_t;
@@ -79,6 +82,10 @@ typedef struct {
   char error_code[32];
   job_timing_t timings[JOB_TIMINGS_MAX];
   size_t timing_count;
+  char *audio_url;  /* NULL when none */
+  char *video_url;  /* NULL when none */
+  char character[JOB_CHARACTER_MAX + 1];
+  bool cached;
 } job_final_t;
 
 typedef struct job_store job_store_t;

@@ -31,6 +31,8 @@ typedef struct {
   char *error_message;
   job_segment_t segments[JOB_SEGMENTS_MAX];
   uint32_t segment_count;  /* 0 until chat says how many */
+  char character[JOB_CHARACTER_MAX + 1];
+  bool cached;
   bool assembling;         /* a gateway is joining the segments */
   int64_t created_ms;
   int64_t updated_ms;

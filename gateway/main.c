@@ -33,6 +33,7 @@ typedef struct {
   _Atomic(broker_client_t *) client; /* NULL until connected, and again while stopping */
   status_sink_t sink;
   redis_link_t *redis;               /* the shared stores' server; NULL in memory mode */
+  greeting_t *greeting;
 } gateway_t;
 
 static broker_submit_result_t submit_to_broker(void *arg, const char *stage, const char *job_id,
@@ -66,6 +67,14 @@ static void release_job(void *arg, const char *job_id)
     broker_client_job_final(client, job_id);
 }
 
+static void cancel_job(void *arg, const char *job_id)
+{
+  gateway_t *gateway = arg;
+  broker_client_t *client = atomic_load(&gateway->client);
+  if (client && broker_client_cancel(client, job_id) != 0)
+    log_msg(LOG_WARN, "cancel_failed", "job %s", job_id);
+}
+
 static void on_status(void *arg, const uint8_t *status, size_t size)
 {
   gateway_t *gateway = arg;
@@ -83,6 +92,9 @@ static int open_stores(gateway_t *gateway, const char **store_out)
   size_t max_turns = (size_t) config_long("SESSION_MAX_TURNS", 10, 1, 200);
   int64_t session_ttl_ms = config_long("SESSION_TTL_S", 3600, 1, 30 * 86400) * 1000;
   int64_t media_ttl_s = config_long("MEDIA_TTL_S", 3600, 1, 30 * 86400);
+  /* Rendered answers kept for repeated replies; 0 renders every reply anew. */
+  size_t cached_answers = (size_t) config_long("ANSWER_CACHE_MAX", 512, 0, 1000000);
+  int64_t answer_ttl_ms = answer_cache_ttl_for_media(media_ttl_s * 1000);
   const char *store = config_str("STATUS_STORE", "memory");
   status_sink_t *sink = &gateway->sink;
   if (strcmp(store, "memory") == 0) {
@@ -91,6 +103,8 @@ static int open_stores(gateway_t *gateway, const char **store_out)
     sink->jobs = job_store_new(job_ttl_ms);
     sink->sessions = session_store_new(max_turns, session_ttl_ms);
     sink->media = media_store_new(media_dir, media_ttl_s);
+    if (cached_answers)
+      sink->answers = answer_cache_new(cached_answers, answer_ttl_ms);
     if (!sink->media) {
       log_msg(LOG_ERROR, "start_failed", "MEDIA_DIR %s cannot be created or opened", media_dir);
       return -1;
@@ -107,16 +121,28 @@ static int open_stores(gateway_t *gateway, const char **store_out)
     sink->jobs = job_store_new_redis(gateway->redis, job_ttl_ms);
     sink->sessions = session_store_new_redis(gateway->redis, max_turns, session_ttl_ms);
     sink->media = media_store_new_redis(gateway->redis, media_ttl_s);
+    if (cached_answers)
+      sink->answers = answer_cache_new_redis(gateway->redis, answer_ttl_ms);
   }
-  if (!sink->jobs || !sink->sessions || !sink->media || !sink->metrics) {
+  if (!sink->jobs || !sink->sessions || !sink->media || !sink->metrics ||
+      (cached_answers && !sink->answers)) {
     log_msg(LOG_ERROR, "start_failed", "out of memory");
     return -1;
   }
   return 0;
 }
 
+/* Has the default character's greeting rendered (or its render queued), so the
+ * first visitor gets it at once. */
+static void prepare_greeting(const gateway_t *gateway)
+{
+  int status = 0;
+  cJSON_Delete(greeting_get(gateway->greeting, "", &status));
+}
+
 static void housekeeping(const gateway_t *gateway)
 {
+  prepare_greeting(gateway);
   int64_t now_ms = clock_wall_ms();
   size_t jobs = job_store_expire(gateway->sink.jobs, now_ms);
   size_t sessions = session_store_expire(gateway->sink.sessions, now_ms);
@@ -161,7 +187,8 @@ int main(void)
 
   gateway_t gateway = {.client = NULL};
   pipeline_t pipeline = {
-    .submit = submit_to_broker, .info = broker_info, .job_final = release_job, .arg = &gateway,
+    .submit = submit_to_broker, .info = broker_info, .job_final = release_job,
+    .cancel = cancel_job, .arg = &gateway,
   };
   gateway.sink = (status_sink_t) {.metrics = metrics_new(), .pipeline = &pipeline};
   int exit_code = EXIT_FAILURE;
@@ -186,6 +213,14 @@ int main(void)
   }
   atomic_store(&gateway.client, client);
 
+  int64_t job_deadline_ms = config_long("JOB_DEADLINE_MS", 60000, 1000, 3600000);
+  gateway.greeting = greeting_new(config_str("GREETING", "Hello! How can I help you today?"),
+                                  gateway.sink.answers, gateway.sink.jobs, &pipeline,
+                                  job_deadline_ms);
+  if (!gateway.greeting) {
+    log_msg(LOG_ERROR, "start_failed", "out of memory");
+    goto cleanup;
+  }
   http_api_config_t http = {
     .bind_address = config_str("GATEWAY_BIND", "0.0.0.0"),
     .port = (uint16_t) config_long("GATEWAY_PORT", 8080, 1, 65535),
@@ -197,7 +232,7 @@ int main(void)
     .max_upload_bytes =
       (size_t) config_long("GATEWAY_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, 1024, 512L * 1024 * 1024),
     .ask_max_chars = (size_t) config_long("ASK_MAX_CHARS", 1000, 1, 100000),
-    .job_deadline_ms = config_long("JOB_DEADLINE_MS", 60000, 1000, 3600000),
+    .job_deadline_ms = job_deadline_ms,
     /* The stt stage's own limit, checked early against what the header claims. */
     .max_audio_ms = config_long("STT_MAX_AUDIO_MS", 60000, 1000, 3600000),
     .api_token = config_str("GATEWAY_API_TOKEN", ""),
@@ -219,6 +254,7 @@ int main(void)
     .media = gateway.sink.media,
     .metrics = gateway.sink.metrics,
     .pipeline = &pipeline,
+    .greeting = gateway.greeting,
   };
   api = http_api_start(&http);
   if (!api)
@@ -231,6 +267,7 @@ int main(void)
   if (!gateway.redis)
     cJSON_AddStringToObject(fields, "media_dir", config_str("MEDIA_DIR", "./var/media"));
   log_event(LOG_INFO, "listening", fields);
+  prepare_greeting(&gateway);
 
   wait_for_stop(&gateway, &stop_signals);
   exit_code = EXIT_SUCCESS;
@@ -241,7 +278,9 @@ cleanup:
   http_api_stop(&api);
   client = atomic_exchange(&gateway.client, NULL);
   broker_client_destroy(&client);
+  greeting_destroy(&gateway.greeting);
   conversation_log_close(&gateway.sink.conversations);
+  answer_cache_destroy(&gateway.sink.answers);
   media_store_destroy(&gateway.sink.media);
   session_store_destroy(&gateway.sink.sessions);
   job_store_destroy(&gateway.sink.jobs);

@@ -51,6 +51,8 @@ struct metrics {
   histogram_t latency[TIMED_STAGE_COUNT];
   uint64_t uploads;
   uint64_t upload_bytes;
+  uint64_t cache_hits;
+  uint64_t cache_misses;
 };
 
 metrics_t *metrics_new(void)
@@ -97,6 +99,16 @@ void metrics_upload(metrics_t *self, size_t bytes)
   pthread_mutex_lock(&self->lock);
   self->uploads++;
   self->upload_bytes += bytes;
+  pthread_mutex_unlock(&self->lock);
+}
+
+void metrics_answer_cache(metrics_t *self, bool hit)
+{
+  pthread_mutex_lock(&self->lock);
+  if (hit)
+    self->cache_hits++;
+  else
+    self->cache_misses++;
   pthread_mutex_unlock(&self->lock);
 }
 
@@ -321,6 +333,11 @@ char *metrics_render(metrics_t *self, const cJSON *broker_info)
                "# HELP gateway_uploads_total Accepted audio uploads.\n"
                "# TYPE gateway_uploads_total counter\ngateway_uploads_total %llu\n",
          (unsigned long long) self->upload_bytes, (unsigned long long) self->uploads);
+  append(&out, "# HELP gateway_answer_cache_total Chat replies looked up in the answer cache.\n"
+               "# TYPE gateway_answer_cache_total counter\n"
+               "gateway_answer_cache_total{result=\"hit\"} %llu\n"
+               "gateway_answer_cache_total{result=\"miss\"} %llu\n",
+         (unsigned long long) self->cache_hits, (unsigned long long) self->cache_misses);
   pthread_mutex_unlock(&self->lock);
   render_broker(broker_info, &out);
   if (out.failed) {

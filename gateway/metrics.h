@@ -4,6 +4,7 @@
 #define GATEWAY_METRICS_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,9 @@ void metrics_http_request(metrics_t *self, const char *route, unsigned status);
 
 /* Counts an accepted audio upload of `bytes` bytes. */
 void metrics_upload(metrics_t *self, size_t bytes);
+
+/* Counts one look-up of a chat reply in the answer cache. */
+void metrics_answer_cache(metrics_t *self, bool hit);
 
 /* Counts one job that reached its final state, with its error code ("" when
  * none) and the per-stage timings for the latency histograms. */

@@ -19,6 +19,10 @@ typedef struct {
   cJSON *(*info)(void *arg, int timeout_ms);
   /* The job reached done or failed: stop tracking it for re-submission. */
   void (*job_final)(void *arg, const char *job_id);
+  /* The job was answered another way (the answer cache): the pipeline drops
+   * the work still queued or running for it. May be NULL where no answer cache
+   * is used. */
+  void (*cancel)(void *arg, const char *job_id);
   void *arg;
 } pipeline_t;
 

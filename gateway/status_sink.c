@@ -96,15 +96,31 @@ static void log_dropped(const char *job_id, const char *reason)
   log_event(LOG_WARN, "status_dropped", fields);
 }
 
+/* A finished render goes into the answer cache (its files are ours and fresh). */
+static void remember_answer(const status_sink_t *sink, const job_final_t *final, int64_t now_ms)
+{
+  if (!sink->answers || final->state != JOB_STATE_DONE || final->cached || !final->reply ||
+      !final->video_url || strncmp(final->video_url, "/media/", 7) != 0)
+    return;
+  cached_answer_t answer = {{0}, {0}};
+  snprintf(answer.video_url, sizeof answer.video_url, "%s", final->video_url);
+  if (final->audio_url)
+    snprintf(answer.audio_url, sizeof answer.audio_url, "%s", final->audio_url);
+  if (answer_cache_put(sink->answers, final->reply, final->character, &answer, now_ms) != 0)
+    log_msg(LOG_WARN, "answer_cache_failed", "an answer could not be cached");
+}
+
 static void finish(const status_sink_t *sink, const char *job_id, job_final_t *final,
                    int64_t now_ms)
 {
+  /* Jobs without a session (the greeting) are nobody's conversation. */
   if (final->session_id[0])
     session_store_append_exchange(sink->sessions, final->session_id, job_id, final->question,
                                   final->reply, now_ms);
   metrics_job_final(sink->metrics, final->state, final->error_code, final->timings,
                     final->timing_count);
-  if (sink->conversations)
+  remember_answer(sink, final, now_ms);
+  if (sink->conversations && final->session_id[0])
     conversation_log_record(sink->conversations, &(conversation_turn_t) {
       .job_id = job_id, .session_id = final->session_id, .question = final->question,
       .reply = final->reply, .failed = final->state == JOB_STATE_FAILED,
@@ -159,6 +175,27 @@ static void finish_streamed(const status_sink_t *sink, const char *job_id, int64
   merge(sink, &update, clock_wall_ms());
 }
 
+/* chat's reply was rendered before: the job is done with those files at once,
+ * and the pipeline drops the sentences it already queued for speaking. */
+static void answer_from_cache(const status_sink_t *sink, const Avatar__Status *status,
+                              int64_t now_ms)
+{
+  if (!sink->answers || strcmp(status->stage, "chat") != 0 ||
+      status->state != AVATAR__STATE__RUNNING || !*status->reply)
+    return;
+  cached_answer_t answer;
+  bool hit = answer_cache_get(sink->answers, status->reply, status->character, now_ms, &answer);
+  metrics_answer_cache(sink->metrics, hit);
+  if (!hit)
+    return;
+  if (sink->pipeline->cancel)
+    sink->pipeline->cancel(sink->pipeline->arg, status->job_id);
+  job_update_t update = {.job_id = status->job_id, .state = JOB_STATE_DONE, .stage = "avatar",
+                         .audio_url = answer.audio_url, .video_url = answer.video_url,
+                         .cached = true};
+  merge(sink, &update, clock_wall_ms());
+}
+
 static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_t now_ms)
 {
   if (job_store_is_final(sink->jobs, status->job_id, now_ms)) {
@@ -194,6 +231,7 @@ static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_
     .segment_index = status->segment_index,
     .segment_text = status->segment_text,
     .segment_count = status->segment_count,
+    .character = status->character,
     .duration_ms = status->duration_ms,
     .at_ms = (int64_t) status->at_ms,
   };
@@ -210,6 +248,8 @@ static int apply(const status_sink_t *sink, const Avatar__Status *status, int64_
   job_apply_result_t result = merge(sink, &update, now_ms);
   if (result == JOB_APPLY_SEGMENTS_READY)
     finish_streamed(sink, status->job_id, now_ms);
+  else if (result == JOB_APPLY_UPDATED)
+    answer_from_cache(sink, status, now_ms);
   if (result == JOB_APPLY_ERROR || result == JOB_APPLY_IGNORED) {
     log_dropped(status->job_id, result == JOB_APPLY_ERROR ? "store error" : "job already final");
     return -1;

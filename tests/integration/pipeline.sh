@@ -136,6 +136,26 @@ result=$(poll "$typed")
 check "typed job ends done with a video" test "$(printf '%s' "$result" | jq -r '.state + " " + (.video_url | tostring)' | cut -c1-12)" = "done /media/"
 case $(printf '%s' "$result" | jq -r .reply) in *"10 percent"*) ok "typed reply gives the discount" ;; *) not_ok "typed reply gives the discount" "$result" ;; esac
 
+# --- the same reply again comes from the answer cache ------------------------------
+first_video=$(printf '%s' "$result" | jq -r .video_url)
+again=$(curl -s -X POST "$BASE/api/ask" -H 'Content-Type: application/json' \
+  -d '{"text":"Is there a student discount?"}' | jq -r .job_id)
+result=$(poll "$again")
+check "a repeated reply is served from the answer cache" test "$(printf '%s' "$result" | \
+  jq -r '[.state, .cached, .video_url] | join(" ")')" = "done true $first_video"
+printf '# cached answer: total %s ms\n' "$(printf '%s' "$result" | jq .timings_ms.total)"
+check "metrics count the cache hit" sh -c "curl -s '$BASE/metrics' | grep -q '^gateway_answer_cache_total{result=\"hit\"} [1-9]'"
+
+# --- the greeting is rendered ahead and served --------------------------------------
+i=0
+while [ $i -lt 300 ]; do
+  greeting=$(curl -s "$BASE/api/greeting")
+  [ "$(printf '%s' "$greeting" | jq -r .state)" = done ] && break
+  i=$((i + 1)); sleep 0.1
+done
+check "the greeting is ready with its video" test "$(status_of "$BASE$(printf '%s' "$greeting" | jq -r .video_url)")" = 200
+check "a bad character name for the greeting is 400" test "$(status_of "$BASE/api/greeting?character=No%20Way")" = 400
+
 # --- a worker killed while it holds a job ----------------------------------------
 # SIGSTOP freezes tts so the broker hands it the job; kill -9 then takes it down
 # with the job. The broker must notice the silence and give the job to a new tts.

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "answer_cache.h"
 #include "job_store.h"
 #include "media_store.h"
 #include "redis_link.h"
@@ -378,6 +380,42 @@ static void test_media_written_on_a_is_served_on_b(void **state)
   assert_null(a);
 }
 
+/* An answer rendered behind gateway a is served from the cache by gateway b;
+ * it expires with its TTL, and a value that is not an answer is not served. */
+static void test_answer_cached_on_a_is_found_on_b(void **state)
+{
+  fixture_t *fixture = *state;
+  answer_cache_t *a = answer_cache_new_redis(fixture->a, 500);
+  answer_cache_t *b = answer_cache_new_redis(fixture->b, 500);
+  assert_non_null(a);
+  assert_non_null(b);
+  cached_answer_t answer = {"/media/j1.wav", "/media/j1.mp4"}, got;
+  assert_int_equal(answer_cache_put(a, "We open at nine.", "robot", &answer, 0), 0);
+  assert_true(answer_cache_get(b, "We open at nine.", "robot", 0, &got));
+  assert_string_equal(got.video_url, "/media/j1.mp4");
+  assert_string_equal(got.audio_url, "/media/j1.wav");
+  assert_false(answer_cache_get(b, "We open at nine.", "", 0, &got));
+  assert_int_equal(redis_link_count(fixture->b, "avatar:answer:"), 1);
+  sleep_ms(700);
+  assert_false(answer_cache_get(b, "We open at nine.", "robot", 0, &got));
+  /* Whatever else sits under an answer's key is not served. */
+  assert_int_equal(answer_cache_put(a, "Hi.", "", &answer, 0), 0);
+  assert_true(answer_cache_get(b, "Hi.", "", 0, &got));
+  unsigned char hash[32];
+  char key[96] = "avatar:answer:";
+  assert_non_null(SHA256((const unsigned char *) "\0Hi.", 4, hash)); /* character "", reply */
+  for (int i = 0; i < 32; i++)
+    snprintf(key + strlen(key), 3, "%02x", hash[i]);
+  const char *junk[] = {"not json", "{\"video_url\": 5}", "{\"audio_url\": \"\", \"video_url\": \"\"}"};
+  for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
+    assert_int_equal(redis_link_set(fixture->a, key, junk[i], strlen(junk[i]), 5000, false), 1);
+    assert_false(answer_cache_get(b, "Hi.", "", 0, &got));
+  }
+  answer_cache_destroy(&a);
+  answer_cache_destroy(&b);
+  assert_null(a);
+}
+
 static void test_redis_restart_is_survived(void **state)
 {
   fixture_t *fixture = *state;
@@ -423,6 +461,7 @@ int main(void)
     cmocka_unit_test(test_records_expire_in_redis),
     cmocka_unit_test(test_sessions_are_shared),
     cmocka_unit_test(test_media_written_on_a_is_served_on_b),
+    cmocka_unit_test(test_answer_cached_on_a_is_found_on_b),
     cmocka_unit_test(test_redis_restart_is_survived),
   };
   return cmocka_run_group_tests_name("gateway_redis", tests, setup, teardown);
