@@ -59,7 +59,8 @@ struct broker_client {
 typedef struct {
   broker_client_t *owner;
   zsock_t *pipe;
-  zsock_t *dealer;
+  zsock_t *dealer;                 /* NULL while a reconnect keeps failing */
+  zpoller_t *poller;               /* the pipe and the current dealer */
   uint64_t credit;
   int64_t broker_expiry;
   int64_t heartbeat_at;
@@ -80,7 +81,7 @@ static void pending_destructor(void **item)
 
 static void link_send(link_t *self, zmsg_t **msg_p)
 {
-  if (*msg_p && zmsg_send(msg_p, self->dealer) != 0)
+  if (*msg_p && (!self->dealer || zmsg_send(msg_p, self->dealer) != 0))
     zmsg_destroy(msg_p);
 }
 
@@ -140,6 +141,11 @@ static void resubmit_pending(link_t *self)
 
 static bool link_connect(link_t *self)
 {
+  /* The poller lets go of the old socket before it is freed: the new one often
+   * gets the same address, and a poller still holding the closed socket would
+   * fail at once on every wait (a busy loop that never reads the pipe). */
+  if (self->dealer)
+    zpoller_remove(self->poller, self->dealer);
   zsock_destroy(&self->dealer);
   self->dealer = zsock_new(ZMQ_DEALER);
   if (!self->dealer)
@@ -148,12 +154,13 @@ static bool link_connect(link_t *self)
   /* A DEALER with no live connection (broker down, handshake refused) blocks on
    * send; a bounded wait keeps this thread answering its owner. */
   zsock_set_sndtimeo(self->dealer, 1000);
-  if (curve_apply_client(self->dealer) != 0) {
-    zsock_destroy(&self->dealer);
-    return false;
-  }
-  if (zsock_connect(self->dealer, "%s", self->owner->endpoint) != 0) {
+  bool ready = curve_apply_client(self->dealer) == 0;
+  if (ready && zsock_connect(self->dealer, "%s", self->owner->endpoint) != 0) {
     log_msg(LOG_ERROR, "connect_failed", "cannot connect to %s", self->owner->endpoint);
+    ready = false;
+  }
+  if (!ready || zpoller_add(self->poller, self->dealer) != 0) {
+    zsock_destroy(&self->dealer);
     return false;
   }
   self->broker_expiry = clock_mono_ms() + (int64_t) AVP_LIVENESS * AVP_HEARTBEAT_MS;
@@ -302,30 +309,24 @@ static void on_timer(link_t *self)
 static void client_actor(zsock_t *pipe, void *args)
 {
   link_t self = {.owner = args, .pipe = pipe};
+  self.poller = zpoller_new(pipe, NULL);
+  if (self.poller)
+    zpoller_set_nonstop(self.poller, true); /* only $TERM from the owner ends the actor */
   /* Connect before signalling, so the settings are read while broker_client_new() waits. */
-  bool connected = link_connect(&self);
+  bool connected = self.poller && link_connect(&self);
   zsock_signal(pipe, 0);
-  zpoller_t *poller = zpoller_new(pipe, NULL);
-  if (poller)
-    zpoller_set_nonstop(poller, true); /* only $TERM from the owner ends the actor */
-  zsock_t *polled_dealer = NULL;
   self.heartbeat_at = clock_mono_ms() + AVP_HEARTBEAT_MS;
   if (!connected)
     self.broker_expiry = 0; /* retry at the first tick */
-  while (poller) {
-    if (polled_dealer != self.dealer) {
-      if (polled_dealer)
-        zpoller_remove(poller, polled_dealer);
-      polled_dealer = self.dealer && zpoller_add(poller, self.dealer) == 0 ? self.dealer : NULL;
-    }
-    void *which = zpoller_wait(poller, 100);
+  while (self.poller) {
+    void *which = zpoller_wait(self.poller, 100);
     if (which == pipe) {
       if (!on_caller(&self))
         break;
     } else if (which && which == self.dealer) {
       for (int i = 0; i < 256 && (zsock_events(self.dealer) & ZMQ_POLLIN); i++)
         on_broker(&self);
-    } else if (zpoller_terminated(poller) && zmq_errno() == ETERM)
+    } else if (zpoller_terminated(self.poller) && zmq_errno() == ETERM)
       break; /* only a dead context ends us; a signal (EINTR) does not */
     on_timer(&self);
   }
@@ -337,7 +338,7 @@ static void client_actor(zsock_t *pipe, void *args)
     zsock_set_linger(self.dealer, 200);
     link_send(&self, &bye);
   }
-  zpoller_destroy(&poller);
+  zpoller_destroy(&self.poller);
   zsock_destroy(&self.dealer);
 }
 

@@ -33,6 +33,8 @@ typedef struct {
   worker_args_t args;
   zsock_t *pipe;
   zsock_t *dealer;
+  unsigned dealer_generation;  /* counts link_connect()s: a new socket may reuse the
+                                  old one's address, so pointers cannot tell them apart */
   bool busy;
   char job_id[AVP_JOB_ID_MAX];
   int64_t job_deadline_ms;
@@ -65,6 +67,7 @@ static bool link_connect(link_t *self)
 {
   zsock_destroy(&self->dealer);
   self->dealer = zsock_new(ZMQ_DEALER);
+  self->dealer_generation++;
   if (!self->dealer)
     return false;
   zsock_set_linger(self->dealer, 500);
@@ -204,10 +207,13 @@ static void worker_actor(zsock_t *pipe, void *args)
   if (poller)
     zpoller_set_nonstop(poller, true); /* only $TERM from the owner ends the actor */
   zsock_t *polled_dealer = NULL;
+  unsigned polled_generation = 0;
   self.heartbeat_at = clock_mono_ms() + AVP_HEARTBEAT_MS;
   while (poller) {
-    if (polled_dealer != self.dealer) {
-      /* link_connect replaced the socket: poll the new one. */
+    if (polled_generation != self.dealer_generation) {
+      /* link_connect replaced the socket: poll the new one (a poller still holding
+       * the closed one fails at once on every wait, a busy loop that hears nothing). */
+      polled_generation = self.dealer_generation;
       if (polled_dealer)
         zpoller_remove(poller, polled_dealer);
       if (self.dealer && zpoller_add(poller, self.dealer) == 0)

@@ -6,6 +6,7 @@
 #include "broker_client.h"
 #include "clock.h"
 #include "pipeline.pb-c.h"
+#include "protocol.h"
 #include "worker.h"
 
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- fixtures */
@@ -375,6 +377,58 @@ static void test_cancelled_job_is_not_dispatched(void **state)
   zactor_destroy(&broker);
 }
 
+/* Workers of `stage` the broker counts, asked through `client`; -1 without answer. */
+static int stage_workers(broker_client_t *client, const char *stage)
+{
+  cJSON *info = broker_client_info(client, 500);
+  cJSON *workers = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(info, "stages"),
+                                                           stage), "workers");
+  int count = cJSON_IsNumber(workers) ? (int) workers->valuedouble : -1;
+  cJSON_Delete(info);
+  return count;
+}
+
+static int64_t process_cpu_ms(void)
+{
+  struct timespec used;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used);
+  return (int64_t) used.tv_sec * 1000 + used.tv_nsec / 1000000;
+}
+
+/* Client and worker start while the broker is down and outlast their liveness
+ * (3 s), so each replaces its socket at least once before the broker comes: both
+ * must then hear it (a poller left on the closed socket used to spin deaf). */
+static void test_peers_join_a_broker_that_comes_late(void **state)
+{
+  (void) state;
+  status_log_t log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  broker_client_t *client = broker_client_new(endpoint, on_status, &log);
+  worker_t *tts = worker_new(endpoint, "tts");
+  assert_non_null(client);
+  assert_non_null(tts);
+  int64_t cpu_before = process_cpu_ms();
+  zclock_sleep(AVP_LIVENESS * AVP_HEARTBEAT_MS + 500);
+  printf("# CPU while waiting %d ms for the broker: %lld ms\n",
+         AVP_LIVENESS * AVP_HEARTBEAT_MS + 500, (long long) (process_cpu_ms() - cpu_before));
+  zactor_t *broker = broker_start(10);
+  int workers = -1;
+  for (int64_t until = clock_mono_ms() + 5000; workers != 1 && clock_mono_ms() < until;)
+    if ((workers = stage_workers(client, "tts")) != 1)
+      zclock_sleep(100);
+  assert_int_equal(workers, 1);
+  char reason[64];
+  assert_int_equal(broker_client_submit(client, "tts", "late", in_ms(10000),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                   BROKER_ACK);
+  worker_job_t *job = worker_next(tts);
+  assert_non_null(job);
+  assert_string_equal(job->id, "late");
+  assert_int_equal(worker_done(tts, &job, NULL, NULL, 0), 0);
+  worker_destroy(&tts);
+  broker_client_destroy(&client);
+  zactor_destroy(&broker);
+}
+
 static void use_keys(const char *server, const char *public_key, const char *secret_key)
 {
   setenv("CURVE_SERVER_KEY", server, 1);
@@ -488,6 +542,7 @@ int main(void)
     cmocka_unit_test_setup(test_silent_broker_costs_each_caller_its_own_timeout, pick_endpoint),
     cmocka_unit_test_setup(test_concurrent_submits_are_all_acked, pick_endpoint),
     cmocka_unit_test_setup(test_cancelled_job_is_not_dispatched, pick_endpoint),
+    cmocka_unit_test_setup(test_peers_join_a_broker_that_comes_late, pick_endpoint),
   };
   return cmocka_run_group_tests_name("messaging", tests, NULL, NULL);
 }
