@@ -23,7 +23,7 @@ typedef struct {
   int sample_rate;         /* of the mono 16-bit audio; 0 = no audio track */
   const char *x264_preset; /* MP4: "ultrafast" .. "placebo" */
   int crf;                 /* constant quality on the encoder's scale: x264 0..51, VP8 4..63 */
-  int threads;             /* H.264 encoder threads (slices), >= 1; VP8 uses one */
+  int threads;             /* H.264 encoder threads (frames), >= 1; VP8 uses one */
 } video_settings_t;
 
 /* Checks that this FFmpeg build has both encoders of `container`. Returns 0, or -1
