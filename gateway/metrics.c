@@ -17,7 +17,8 @@
 static const char *const pipeline_stages[] = {"stt", "chat", "tts", "avatar"};
 #define PIPELINE_STAGE_COUNT (sizeof pipeline_stages / sizeof pipeline_stages[0])
 
-static const char *const timed_stages[] = {"queued", "stt", "chat", "tts", "avatar", "total"};
+static const char *const timed_stages[] = {"queued", "stt", "chat", "tts", "avatar", "first_segment",
+                                            "total"};
 #define TIMED_STAGE_COUNT (sizeof timed_stages / sizeof timed_stages[0])
 
 /* Upper bounds in ms: from a cache hit to a slow cloud render. */
