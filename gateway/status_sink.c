@@ -127,6 +127,9 @@ static void finish(const status_sink_t *sink, const char *job_id, job_final_t *f
       .error_code = final->error_code, .timings = final->timings,
       .timing_count = final->timing_count, .at_ms = now_ms});
   sink->pipeline->job_final(sink->pipeline->arg, job_id);
+  /* The other sentences of a failed answer need not be spoken any more. */
+  if (final->state == JOB_STATE_FAILED && sink->pipeline->cancel)
+    sink->pipeline->cancel(sink->pipeline->arg, job_id);
   cJSON *fields = cJSON_CreateObject();
   cJSON_AddStringToObject(fields, "job_id", job_id);
   cJSON_AddStringToObject(fields, "state", job_state_name(final->state));

@@ -322,6 +322,7 @@ static void test_unjoinable_segments_fail_the_job(void **state)
   assert_string_equal(field(cJSON_GetObjectItem(json, "error"), "code"), "storage_error");
   cJSON_Delete(json);
   assert_int_equal(fixture->released, 1);
+  assert_int_equal(fixture->cancelled, 1); /* nothing more of it is worth rendering */
 }
 
 /* A reply rendered before: done at once from the cache, marked cached, the
