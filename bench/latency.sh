@@ -125,14 +125,18 @@ report() { # report LABEL
   full50=$(cut -f3 "$f" | quantile 0.5); full90=$(cut -f3 "$f" | quantile 0.9)
   stt=$(cut -f4 "$f" | quantile 0.5); chat=$(cut -f5 "$f" | quantile 0.5)
   segments=$(cut -f6 "$f" | quantile 0.5)
-  printf '%-16s %4s/%-3s %4s %8s %8s %8s %8s %6s %6s %14s\n' "$1" "$ok" "$(wc -l < "$f")" \
-    "$segments" "$first50" "$first90" "$full50" "$full90" "$stt" "$chat" \
-    "$(awk -v f="$first50" -v s="$stt" -v c="$chat" 'BEGIN { print f - s - c }')"
+  tts=$(cut -f7 "$f" | quantile 0.5); avatar=$(cut -f8 "$f" | quantile 0.5)
+  printf '%-16s %4s/%-3s %4s %8s %8s %8s %8s %6s %6s %6s %6s %6s\n' "$1" "$ok" "$(wc -l < "$f")" \
+    "$segments" "$first50" "$first90" "$full50" "$full90" "$stt" "$chat" "$tts" "$avatar" \
+    "$(awk -v f="$first50" -v s="$stt" -v c="$chat" -v t="$tts" -v a="$avatar" \
+         'BEGIN { r = f - s - c - t - a; print r < 0 ? 0 : r }')"
 }
 
+# Shares of the first segment (medians): stt, chat, then tts and avatar of the
+# first sentence alone; "rest" is queueing, hops between processes and storing.
 header() {
-  printf '%-16s %8s %4s %8s %8s %8s %8s %6s %6s %14s\n' case done segs first50 first90 \
-    full50 full90 stt chat "tts+avatar(1st)"
+  printf '%-16s %8s %4s %8s %8s %8s %8s %6s %6s %6s %6s %6s\n' case done segs first50 first90 \
+    full50 full90 stt chat tts1 avatar1 rest
 }
 
 speak parking "Is there parking?"

@@ -196,6 +196,13 @@ static void merge_segment(job_record_t *record, const job_update_t *update, int6
   set_text(&segment->video_url, update->video_url);
   if (update->duration_ms)
     segment->duration_ms = update->duration_ms;
+  /* The segment's report carries the timings of its own way through the stages. */
+  for (size_t i = 0; i < update->timing_count; i++) {
+    if (strcmp(update->timings[i].name, "tts") == 0)
+      segment->tts_ms = update->timings[i].ms;
+    else if (strcmp(update->timings[i].name, "avatar") == 0)
+      segment->avatar_ms = update->timings[i].ms;
+  }
   /* How long the person waited before the answer could start playing. */
   if (update->segment_index == 0 && is_set(update->video_url) &&
       !has_timing(record, "first_segment") && at_ms >= record->created_ms) {
@@ -334,6 +341,11 @@ static cJSON *render_segments(const job_record_t *record)
     add_optional_string(item, "audio_url", segment->audio_url);
     add_optional_string(item, "video_url", segment->video_url);
     cJSON_AddNumberToObject(item, "duration_ms", segment->duration_ms);
+    if (segment->tts_ms || segment->avatar_ms) {
+      cJSON *timings = cJSON_AddObjectToObject(item, "timings_ms");
+      cJSON_AddNumberToObject(timings, "tts", segment->tts_ms);
+      cJSON_AddNumberToObject(timings, "avatar", segment->avatar_ms);
+    }
     cJSON_AddItemToArray(segments, item);
   }
   return segments;
@@ -436,6 +448,8 @@ char *job_record_to_json(const job_record_t *record)
     add_string_if_set(item, "audio_url", segment->audio_url);
     add_string_if_set(item, "video_url", segment->video_url);
     cJSON_AddNumberToObject(item, "duration_ms", segment->duration_ms);
+    cJSON_AddNumberToObject(item, "tts_ms", segment->tts_ms);
+    cJSON_AddNumberToObject(item, "avatar_ms", segment->avatar_ms);
     cJSON_AddItemToArray(segments, item);
   }
   cJSON_AddNumberToObject(root, "segment_count", record->segment_count);
@@ -478,6 +492,8 @@ static void read_segments(job_record_t *record, const cJSON *segments)
     set_text(&segment->audio_url, string_of(item, "audio_url"));
     set_text(&segment->video_url, string_of(item, "video_url"));
     segment->duration_ms = (uint32_t) number_of(item, "duration_ms", UINT32_MAX);
+    segment->tts_ms = (uint32_t) number_of(item, "tts_ms", UINT32_MAX);
+    segment->avatar_ms = (uint32_t) number_of(item, "avatar_ms", UINT32_MAX);
   }
 }
 

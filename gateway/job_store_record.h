@@ -14,6 +14,8 @@ typedef struct {
   char *audio_url;
   char *video_url;
   uint32_t duration_ms;
+  uint32_t tts_ms;      /* this sentence's own stage times; 0 until reported */
+  uint32_t avatar_ms;
 } job_segment_t;
 
 typedef struct {

@@ -105,9 +105,10 @@ static void test_segments_ready_once(void **state)
                           .is_segment = true, .segment_index = order[i], .segment_count = 3,
                           .audio_url = "/media/j5-x.wav"};
     assert_int_equal(job_store_apply(store, &audio, T0 + 10, NULL), JOB_APPLY_UPDATED);
+    job_timing_t own[] = {{"tts", 10 + order[i]}, {"avatar", 100 + order[i]}};
     job_update_t video = {.job_id = "j5", .state = JOB_STATE_RUNNING, .stage = "avatar",
                           .is_segment = true, .segment_index = order[i], .segment_count = 3,
-                          .video_url = videos[order[i]]};
+                          .video_url = videos[order[i]], .timings = own, .timing_count = 2};
     assert_int_equal(job_store_apply(store, &video, T0 + 100 * (int64_t) (i + 1), NULL),
                      i == 2 ? JOB_APPLY_SEGMENTS_READY : JOB_APPLY_UPDATED);
   }
@@ -118,6 +119,11 @@ static void test_segments_ready_once(void **state)
   cJSON *job = job_store_render(store, "j5", T0 + 400);
   assert_int_equal(cJSON_GetObjectItem(job, "segment_count")->valueint, 3);
   assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(job, "segments")), 3);
+  /* each segment keeps its own stage times */
+  cJSON *second = cJSON_GetArrayItem(cJSON_GetObjectItem(job, "segments"), 1);
+  assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(second, "timings_ms"), "avatar")->valueint,
+                   101);
+  assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(second, "timings_ms"), "tts")->valueint, 11);
   /* segment 0 came second, at T0 + 200 */
   assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(job, "timings_ms"),
                                        "first_segment")->valueint, 200);
