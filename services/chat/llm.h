@@ -54,6 +54,39 @@ int llm_base_url(const char *name, const char *fallback, char *out, size_t size,
  * CHAT_MAX_ATTEMPTS. */
 void llm_http_settings(http_request_t *req);
 
+/* A model's answer while it streams in: every piece is kept, and what
+ * llm_clean_reply would keep of it is handed on to `on_text` as soon as it is
+ * known (a leading <think> block is held back until it closes, then dropped;
+ * leading white space is not handed on). */
+typedef struct {
+  chat_text_fn *on_text;    /* NULL: the answer is only collected */
+  void *arg;
+  char *raw;                /* everything received, NUL-terminated (owned) */
+  size_t len, cap;
+  bool started;             /* the spoken text has begun, at raw[start] */
+  size_t start;
+  size_t handed_on;         /* raw[start, handed_on) went to on_text */
+} llm_stream_t;
+
+/* An empty stream handing its text to `on_text` (may be NULL) with `arg`. */
+void llm_stream_init(llm_stream_t *stream, chat_text_fn *on_text, void *arg);
+
+/* Adds the next `size` bytes of the answer and hands on what can be spoken.
+ * Returns 0, or -1 with `err` set (out of memory, or on_text failed). */
+int llm_stream_add(llm_stream_t *stream, const char *text, size_t size, stage_error_t *err);
+
+/* The answer is complete: hands on what was still held back and puts the whole
+ * answer, as llm_clean_reply makes it, in *reply (malloc'd; "" when nothing is
+ * left to say). Returns 0, or -1 with `err` set. */
+int llm_stream_end(llm_stream_t *stream, char **reply, stage_error_t *err);
+
+/* Says `stand_in` instead of an answer that was empty or blocked: hands it on and
+ * puts a copy in *reply. Returns 0, or -1 with `err` set. */
+int llm_stream_say(llm_stream_t *stream, const char *stand_in, char **reply, stage_error_t *err);
+
+/* Frees what the stream holds; it may be initialised again. */
+void llm_stream_clear(llm_stream_t *stream);
+
 /* A copy of a model's answer fit to be spoken: a leading <think>...</think>
  * block (reasoning models served without a reasoning parser) removed and
  * surrounding white space trimmed; "" when nothing is left. NULL when out of

@@ -2,7 +2,9 @@
  * (shared/docs/external-apis.md §2). The system instruction carries the
  * assistant's persona and the knowledge-base entries retrieved for the
  * question; the contents are the conversation, alternating user/model turns. A
- * blocked or empty answer becomes a polite sentence, never an error. */
+ * blocked or empty answer becomes a polite sentence, never an error. Streamed
+ * answers (streamGenerateContent?alt=sse) hand each chunk's text on as it comes;
+ * a stream ends when the connection closes, after a chunk with a finishReason. */
 #include "chat_backend.h"
 #include "config.h"
 #include "http_client.h"
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define GEMINI_DEFAULT_BASE_URL "https://generativelanguage.googleapis.com"
 #define GEMINI_DEFAULT_MODEL "gemini-2.5-flash"
@@ -21,6 +24,7 @@ typedef struct {
   chat_backend_t base;      /* first, so a chat_backend_t * is a chat_gemini_t * */
   chat_backend_t *kb;       /* retrieval over the knowledge base */
   char url[768];            /* .../v1beta/models/{model}:generateContent */
+  char stream_url[800];     /* .../v1beta/models/{model}:streamGenerateContent?alt=sse */
   char key_header[512];     /* "x-goog-api-key: ..." (a secret) */
 } chat_gemini_t;
 
@@ -89,100 +93,165 @@ static const char *string_item(const cJSON *object, const char *name)
   return cJSON_IsString(item) ? item->valuestring : NULL;
 }
 
-/* Reads a 200 answer into *reply: the text of candidates[0] (thought parts
- * skipped), or a polite sentence when the prompt or the answer was blocked or
- * came back empty. */
-static int read_answer(const chat_gemini_t *self, const http_response_t *resp, char **reply,
-                       stage_error_t *err)
+/* One answer being read: the whole generateContent response, or the chunks of
+ * a streamGenerateContent stream, which have the same shape. */
+typedef struct {
+  const chat_gemini_t *self;
+  llm_stream_t text;
+  stage_error_t *err;
+  bool failed;              /* err is set */
+  bool saw_candidate;
+  char block_reason[64];    /* promptFeedback.blockReason, "" when none */
+  char finish[64];          /* the last finishReason, "" when none yet */
+} answer_t;
+
+/* Reads one GenerateContentResponse into `answer`: the text of candidates[0]
+ * (thought parts skipped), its finishReason, or the prompt's block. False with
+ * the error set when it is not one. */
+static bool read_response(answer_t *answer, const char *json, size_t size)
 {
-  cJSON *root = cJSON_ParseWithLength((const char *) resp->body, resp->body_size);
+  cJSON *root = cJSON_ParseWithLength(json, size);
   if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);
-    return stage_error_set(err, "backend_error", "Gemini sent an answer that is not JSON.");
+    stage_error_set(answer->err, "backend_error", "Gemini sent an answer that is not JSON.");
+    return !(answer->failed = true);
+  }
+  const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
+  if (error) {
+    const char *message = string_item(error, "message");
+    stage_error_set(answer->err, "backend_error", "Gemini broke off its answer: %.300s",
+                    message ? message : "no reason given");
+    cJSON_Delete(root);
+    return !(answer->failed = true);
   }
   const cJSON *candidate = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "candidates"), 0);
   if (!cJSON_IsObject(candidate)) {
     const char *reason = string_item(cJSON_GetObjectItemCaseSensitive(root, "promptFeedback"),
                                      "blockReason");
-    log_outcome("reply_blocked", "block_reason", reason ? reason : "none given");
+    if (reason)
+      snprintf(answer->block_reason, sizeof answer->block_reason, "%s", reason);
     cJSON_Delete(root);
-    *reply = strdup(LLM_BLOCKED_REPLY);
-    return *reply ? 0 : stage_error_set(err, "backend_error", "Out of memory.");
+    return true;
   }
-  size_t len = 0;
+  answer->saw_candidate = true;
   const cJSON *part;
   const cJSON *parts = cJSON_GetObjectItemCaseSensitive(
     cJSON_GetObjectItemCaseSensitive(candidate, "content"), "parts");
   cJSON_ArrayForEach(part, parts) {
     const char *text = string_item(part, "text");
-    if (text && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(part, "thought")))
-      len += strlen(text);
-  }
-  char *joined = malloc(len + 1);
-  if (!joined) {
-    cJSON_Delete(root);
-    return stage_error_set(err, "backend_error", "Out of memory.");
-  }
-  joined[0] = '\0';
-  len = 0;
-  cJSON_ArrayForEach(part, parts) {
-    const char *text = string_item(part, "text");
-    if (text && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(part, "thought"))) {
-      size_t n = strlen(text);
-      memcpy(joined + len, text, n + 1);
-      len += n;
+    if (text && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(part, "thought")) &&
+        llm_stream_add(&answer->text, text, strlen(text), answer->err) != 0) {
+      cJSON_Delete(root);
+      return !(answer->failed = true);
     }
   }
-  char *text = llm_clean_reply(joined);
-  free(joined);
   const char *finish = string_item(candidate, "finishReason");
-  bool normal = !finish || !strcmp(finish, "STOP") || !strcmp(finish, "MAX_TOKENS");
-  if (text && *text && finish && !strcmp(finish, "MAX_TOKENS"))
-    log_outcome("reply_truncated", "finish_reason", finish);
-  if (text && !*text) {
-    free(text);
-    if (normal) {
-      log_outcome("reply_empty", "finish_reason", finish ? finish : "none given");
-      text = strdup(chat_kb_knowledge(self->kb)->fallback);
-    } else {
-      log_outcome("reply_blocked", "finish_reason", finish);
-      text = strdup(LLM_BLOCKED_REPLY);
-    }
-  }
+  if (finish)
+    snprintf(answer->finish, sizeof answer->finish, "%s", finish);
   cJSON_Delete(root);
-  if (!text)
-    return stage_error_set(err, "backend_error", "Out of memory.");
-  *reply = text;
-  return 0;
+  return true;
+}
+
+/* Ends the answer into *reply: its text, or a polite sentence when the prompt or
+ * the answer was blocked or came back empty. A stream must have ended with a
+ * finishReason: without one it was cut short. */
+static int finish_answer(answer_t *answer, bool streamed, char **reply)
+{
+  stage_error_t *err = answer->err;
+  if (answer->failed)
+    return -1;
+  const char *finish = answer->finish[0] ? answer->finish : NULL;
+  if (streamed && !finish && !answer->block_reason[0])
+    return stage_error_set(err, "backend_error", "Gemini's answer stream ended before the answer "
+                           "was finished (no finishReason).");
+  if (!answer->saw_candidate) {
+    log_outcome("reply_blocked", "block_reason",
+                answer->block_reason[0] ? answer->block_reason : "none given");
+    return llm_stream_say(&answer->text, LLM_BLOCKED_REPLY, reply, err);
+  }
+  char *text = NULL;
+  if (llm_stream_end(&answer->text, &text, err) != 0)
+    return -1;
+  bool normal = !finish || !strcmp(finish, "STOP") || !strcmp(finish, "MAX_TOKENS");
+  if (*text) {
+    if (finish && !strcmp(finish, "MAX_TOKENS"))
+      log_outcome("reply_truncated", "finish_reason", finish);
+    *reply = text;
+    return 0;
+  }
+  free(text);
+  if (normal) {
+    log_outcome("reply_empty", "finish_reason", finish ? finish : "none given");
+    return llm_stream_say(&answer->text, chat_kb_knowledge(answer->self->kb)->fallback, reply, err);
+  }
+  log_outcome("reply_blocked", "finish_reason", finish);
+  return llm_stream_say(&answer->text, LLM_BLOCKED_REPLY, reply, err);
+}
+
+/* One event of the stream: a chunk of the answer. */
+static bool on_event(void *arg, const char *event, const char *data, size_t size)
+{
+  answer_t *answer = arg;
+  if (event && !strcmp(event, "error")) {
+    stage_error_set(answer->err, "backend_error", "Gemini broke off its answer: %.300s", data);
+    answer->failed = true;
+    return false;
+  }
+  return read_response(answer, data, size);
+}
+
+/* Asks Gemini (streamed when `on_text` is set) and reads the answer. */
+static int ask(const chat_gemini_t *self, const char *question, const chat_turn_t *history,
+               size_t history_len, chat_text_fn *on_text, void *arg, char **reply,
+               stage_error_t *err)
+{
+  char *body = request_body(self, question, history, history_len);
+  if (!body)
+    return stage_error_set(err, "backend_error", "Out of memory while preparing the Gemini request.");
+  answer_t answer = {.self = self, .err = err};
+  llm_stream_init(&answer.text, on_text, arg);
+  const char *headers[] = {self->key_header, NULL};
+  http_request_t req = {.method = "POST", .url = on_text ? self->stream_url : self->url,
+                        .headers = headers, .body = (const uint8_t *) body,
+                        .body_size = strlen(body), .content_type = "application/json; charset=utf-8",
+                        .backend = "gemini", .on_event = on_text ? on_event : NULL,
+                        .on_event_arg = &answer};
+  llm_http_settings(&req);
+  http_response_t resp;
+  int rc = http_send(&req, &resp, err);
+  free(body);
+  if (rc < 0) {
+    llm_stream_clear(&answer.text);
+    return -1;
+  }
+  if (resp.status < 200 || resp.status >= 300) {
+    char message[400];
+    http_error_message(&resp, message, sizeof message);
+    stage_error_set(err, "backend_error", "Gemini answered HTTP %ld: %s", resp.status, message);
+    rc = -1;
+  } else {
+    /* A whole JSON answer where a stream was asked for is read as one chunk. */
+    bool streamed = on_text && !strncasecmp(resp.content_type, "text/event-stream", 17);
+    if (!streamed)
+      read_response(&answer, (const char *) resp.body, resp.body_size);
+    rc = finish_answer(&answer, streamed, reply);
+  }
+  http_response_release(&resp);
+  llm_stream_clear(&answer.text);
+  return rc;
 }
 
 static int gemini_reply(chat_backend_t *base, const char *question, const chat_turn_t *history,
                         size_t history_len, char **reply, stage_error_t *err)
 {
-  const chat_gemini_t *self = (const chat_gemini_t *) base;
-  char *body = request_body(self, question, history, history_len);
-  if (!body)
-    return stage_error_set(err, "backend_error", "Out of memory while preparing the Gemini request.");
-  const char *headers[] = {self->key_header, NULL};
-  http_request_t req = {.method = "POST", .url = self->url, .headers = headers,
-                        .body = (const uint8_t *) body, .body_size = strlen(body),
-                        .content_type = "application/json; charset=utf-8", .backend = "gemini"};
-  llm_http_settings(&req);
-  http_response_t resp;
-  int rc = http_send(&req, &resp, err);
-  free(body);
-  if (rc < 0)
-    return -1;
-  if (resp.status < 200 || resp.status >= 300) {
-    char message[400];
-    http_error_message(&resp, message, sizeof message);
-    stage_error_set(err, "backend_error", "Gemini answered HTTP %ld: %s", resp.status, message);
-    http_response_release(&resp);
-    return -1;
-  }
-  rc = read_answer(self, &resp, reply, err);
-  http_response_release(&resp);
-  return rc;
+  return ask((const chat_gemini_t *) base, question, history, history_len, NULL, NULL, reply, err);
+}
+
+static int gemini_reply_stream(chat_backend_t *base, const char *question,
+                               const chat_turn_t *history, size_t history_len,
+                               chat_text_fn *on_text, void *arg, char **reply, stage_error_t *err)
+{
+  return ask((const chat_gemini_t *) base, question, history, history_len, on_text, arg, reply, err);
 }
 
 static void gemini_destroy(chat_backend_t **self_p)
@@ -232,8 +301,11 @@ chat_backend_t *chat_gemini_new(stage_error_t *err)
   }
   self->base.name = "gemini";
   self->base.reply = gemini_reply;
+  self->base.reply_stream = gemini_reply_stream;
   self->base.destroy = gemini_destroy;
   snprintf(self->url, sizeof self->url, "%s/v1beta/models/%s:generateContent", base_url, model);
+  snprintf(self->stream_url, sizeof self->stream_url,
+           "%s/v1beta/models/%s:streamGenerateContent?alt=sse", base_url, model);
   snprintf(self->key_header, sizeof self->key_header, "x-goog-api-key: %s", key);
   self->kb = chat_kb_new(err);
   if (!self->kb) {

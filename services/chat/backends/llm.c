@@ -205,3 +205,100 @@ char *llm_clean_reply(const char *text)
     len--;
   return strndup(start, len);
 }
+
+void llm_stream_init(llm_stream_t *stream, chat_text_fn *on_text, void *arg)
+{
+  *stream = (llm_stream_t) {.on_text = on_text, .arg = arg};
+}
+
+void llm_stream_clear(llm_stream_t *stream)
+{
+  free(stream->raw);
+  llm_stream_init(stream, stream->on_text, stream->arg);
+}
+
+/* Finds where the spoken text begins once that is sure: after leading white
+ * space and after a closed <think> block. While the text so far could still
+ * open such a block ("<thi"), or the block has not closed, nothing is sure. */
+static void find_start(llm_stream_t *stream)
+{
+  static const char open_tag[] = "<think>", close_tag[] = "</think>";
+  const char *text = stream->raw, *at = text;
+  while (isspace((unsigned char) *at))
+    at++;
+  size_t rest = stream->len - (size_t) (at - text);
+  if (rest < sizeof open_tag - 1 && !strncmp(at, open_tag, rest))
+    return;   /* empty, or maybe the start of a <think> */
+  if (!strncmp(at, open_tag, sizeof open_tag - 1)) {
+    const char *end = strstr(at, close_tag);
+    if (!end)
+      return;
+    at = end + sizeof close_tag - 1;
+    while (isspace((unsigned char) *at))
+      at++;
+    if (!*at)
+      return;
+  }
+  stream->started = true;
+  stream->start = stream->handed_on = (size_t) (at - text);
+}
+
+/* Hands on raw[handed_on, len). */
+static int hand_on(llm_stream_t *stream, stage_error_t *err)
+{
+  if (!stream->started || stream->handed_on == stream->len)
+    return 0;
+  size_t from = stream->handed_on;
+  stream->handed_on = stream->len;
+  if (!stream->on_text)
+    return 0;
+  return stream->on_text(stream->arg, stream->raw + from, stream->len - from, err);
+}
+
+int llm_stream_add(llm_stream_t *stream, const char *text, size_t size, stage_error_t *err)
+{
+  if (size == 0)
+    return 0;
+  if (stream->len + size + 1 > stream->cap) {
+    size_t cap = (stream->len + size + 1) * 2;
+    char *grown = realloc(stream->raw, cap);
+    if (!grown)
+      return stage_error_set(err, "backend_error", "Out of memory while reading the answer.");
+    stream->raw = grown;
+    stream->cap = cap;
+  }
+  memcpy(stream->raw + stream->len, text, size);
+  stream->len += size;
+  stream->raw[stream->len] = '\0';
+  if (!stream->started)
+    find_start(stream);
+  return hand_on(stream, err);
+}
+
+int llm_stream_end(llm_stream_t *stream, char **reply, stage_error_t *err)
+{
+  char *text = llm_clean_reply(stream->raw);
+  if (!text)
+    return stage_error_set(err, "backend_error", "Out of memory while reading the answer.");
+  /* Held back to the end: a lone "<thi" is an answer after all. */
+  if (!stream->started && *text && stream->on_text &&
+      stream->on_text(stream->arg, text, strlen(text), err) != 0) {
+    free(text);
+    return -1;
+  }
+  *reply = text;
+  return 0;
+}
+
+int llm_stream_say(llm_stream_t *stream, const char *stand_in, char **reply, stage_error_t *err)
+{
+  char *text = strdup(stand_in);
+  if (!text)
+    return stage_error_set(err, "backend_error", "Out of memory.");
+  if (stream->on_text && stream->on_text(stream->arg, text, strlen(text), err) != 0) {
+    free(text);
+    return -1;
+  }
+  *reply = text;
+  return 0;
+}

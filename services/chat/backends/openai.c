@@ -2,7 +2,8 @@
  * (llama.cpp server, Ollama, vLLM; shared/docs/external-apis.md §5.1). Same
  * context as Gemini: a system message with the persona and the retrieved
  * knowledge-base entries, then the conversation. An empty or filtered answer
- * becomes a polite sentence, never an error. */
+ * becomes a polite sentence, never an error. Streamed answers ("stream": true)
+ * hand each chunk's delta on as it comes; the stream ends with "data: [DONE]". */
 #include "chat_backend.h"
 #include "config.h"
 #include "http_client.h"
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Single-model servers (llama.cpp) accept any model name; Ollama and vLLM need
  * the name of a served model in OPENAI_CHAT_MODEL. */
@@ -39,9 +41,9 @@ static bool add_message(cJSON *messages, const char *role, const char *content)
          cJSON_AddStringToObject(message, "content", content);
 }
 
-/* The chat.completions request body (printed, malloc'd), or NULL when out of memory. */
+/* The chat.completions request body, streamed or not (printed, malloc'd), or NULL when out of memory. */
 static char *request_body(const chat_openai_t *self, const char *question,
-                          const chat_turn_t *history, size_t history_len)
+                          const chat_turn_t *history, size_t history_len, bool stream)
 {
   llm_conversation_t conv = {0};
   char *instructions = llm_instructions(self->kb, question, history, history_len);
@@ -55,7 +57,7 @@ static char *request_body(const chat_openai_t *self, const char *question,
     ok = add_message(messages, conv.turns[i].from_user ? "user" : "assistant", conv.turns[i].text);
   ok = ok && cJSON_AddNumberToObject(root, "temperature", 0.7) &&
        cJSON_AddNumberToObject(root, "max_tokens", OPENAI_MAX_TOKENS) &&
-       cJSON_AddFalseToObject(root, "stream");
+       cJSON_AddBoolToObject(root, "stream", stream);
   char *body = ok ? cJSON_PrintUnformatted(root) : NULL;
   cJSON_Delete(root);
   free(instructions);
@@ -73,66 +75,174 @@ static void log_outcome(const char *event, const char *finish_reason)
   log_event(LOG_WARN, event, fields);
 }
 
-/* Reads a 200 answer into *reply: choices[0].message.content, or a polite
- * sentence when it is null or empty. */
-static int read_answer(const chat_openai_t *self, const http_response_t *resp, char **reply,
-                       stage_error_t *err)
+/* One answer being read: a whole chat.completion, or the chat.completion.chunk
+ * events of a stream. */
+typedef struct {
+  const chat_openai_t *self;
+  llm_stream_t text;
+  stage_error_t *err;
+  bool failed;              /* err is set */
+  bool saw_choice;
+  bool done;                /* the stream's "data: [DONE]" arrived */
+  char finish[64];          /* the last finish_reason, "" when none yet */
+} answer_t;
+
+/* The message of an error object or string (OpenAI, llama.cpp, vLLM shapes). */
+static const char *error_text(const cJSON *error)
 {
-  cJSON *root = cJSON_ParseWithLength((const char *) resp->body, resp->body_size);
-  const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "choices"), 0);
-  if (!cJSON_IsObject(choice)) {
-    cJSON_Delete(root);
-    return stage_error_set(err, "backend_error",
-                           "The chat server sent an answer without choices (not a chat.completion).");
-  }
-  const cJSON *content = cJSON_GetObjectItemCaseSensitive(
-    cJSON_GetObjectItemCaseSensitive(choice, "message"), "content");
-  const cJSON *finish_item = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
-  const char *finish = cJSON_IsString(finish_item) ? finish_item->valuestring : NULL;
-  char *text = llm_clean_reply(cJSON_IsString(content) ? content->valuestring : "");
-  if (text && *text && finish && !strcmp(finish, "length"))
-    log_outcome("reply_truncated", finish);
-  if (text && !*text) {
-    free(text);
-    bool filtered = finish && !strcmp(finish, "content_filter");
-    log_outcome(filtered ? "reply_blocked" : "reply_empty", finish);
-    text = strdup(filtered ? LLM_BLOCKED_REPLY : chat_kb_knowledge(self->kb)->fallback);
-  }
-  cJSON_Delete(root);
-  if (!text)
-    return stage_error_set(err, "backend_error", "Out of memory.");
-  *reply = text;
-  return 0;
+  if (cJSON_IsString(error))
+    return error->valuestring;
+  const cJSON *message = cJSON_GetObjectItemCaseSensitive(error, "message");
+  return cJSON_IsString(message) ? message->valuestring : "no reason given";
 }
 
-static int openai_reply(chat_backend_t *base, const char *question, const chat_turn_t *history,
-                        size_t history_len, char **reply, stage_error_t *err)
+/* Records the server's own error; returns false (stop reading). */
+static bool fail(answer_t *answer, const char *reason)
 {
-  const chat_openai_t *self = (const chat_openai_t *) base;
-  char *body = request_body(self, question, history, history_len);
+  stage_error_set(answer->err, "backend_error", "The chat server reported an error: %.300s",
+                  reason);
+  answer->failed = true;
+  return false;
+}
+
+/* Reads a chat.completion (`member` "message") or one chat.completion.chunk
+ * (`member` "delta") into `answer`: choices[0]'s content and finish_reason.
+ * False with the error set when it is neither. */
+static bool read_response(answer_t *answer, const char *json, size_t size, const char *member)
+{
+  cJSON *root = cJSON_ParseWithLength(json, size);
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    stage_error_set(answer->err, "backend_error",
+                    "The chat server sent an answer that is not JSON (not a chat.completion).");
+    answer->failed = true;
+    return false;
+  }
+  const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
+  if (error) {
+    bool ok = fail(answer, error_text(error));
+    cJSON_Delete(root);
+    return ok;
+  }
+  const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "choices"), 0);
+  if (cJSON_IsObject(choice)) {
+    answer->saw_choice = true;
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(choice, member), "content");
+    const cJSON *finish = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
+    if (cJSON_IsString(finish))
+      snprintf(answer->finish, sizeof answer->finish, "%s", finish->valuestring);
+    if (cJSON_IsString(content) &&
+        llm_stream_add(&answer->text, content->valuestring, strlen(content->valuestring),
+                       answer->err) != 0)
+      answer->failed = true;
+  }
+  cJSON_Delete(root);
+  return !answer->failed;
+}
+
+/* One event of the stream: a chunk, the closing [DONE], or llama.cpp's
+ * "error: {json}" line. */
+static bool on_event(void *arg, const char *event, const char *data, size_t size)
+{
+  answer_t *answer = arg;
+  if (event && !strcmp(event, "error")) {
+    cJSON *root = cJSON_ParseWithLength(data, size);
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive(root, "error");
+    fail(answer, root ? error_text(error ? error : root) : "no reason given");
+    cJSON_Delete(root);
+    return false;
+  }
+  if (size == 6 && !memcmp(data, "[DONE]", 6)) {
+    answer->done = true;
+    return false;
+  }
+  return read_response(answer, data, size, "delta");
+}
+
+/* Ends the answer into *reply: its text, or a polite sentence when it is empty
+ * or was filtered. A stream must have ended with [DONE]. */
+static int finish_answer(answer_t *answer, bool streamed, char **reply)
+{
+  stage_error_t *err = answer->err;
+  if (answer->failed)
+    return -1;
+  if (streamed && !answer->done)
+    return stage_error_set(err, "backend_error", "The chat server's answer stream ended before "
+                           "the answer was finished (no [DONE]).");
+  if (!streamed && !answer->saw_choice)
+    return stage_error_set(err, "backend_error",
+                           "The chat server sent an answer without choices (not a chat.completion).");
+  const char *finish = answer->finish[0] ? answer->finish : NULL;
+  char *text = NULL;
+  if (llm_stream_end(&answer->text, &text, err) != 0)
+    return -1;
+  if (*text) {
+    if (finish && !strcmp(finish, "length"))
+      log_outcome("reply_truncated", finish);
+    *reply = text;
+    return 0;
+  }
+  free(text);
+  bool filtered = finish && !strcmp(finish, "content_filter");
+  log_outcome(filtered ? "reply_blocked" : "reply_empty", finish);
+  return llm_stream_say(&answer->text,
+                        filtered ? LLM_BLOCKED_REPLY : chat_kb_knowledge(answer->self->kb)->fallback,
+                        reply, err);
+}
+
+/* Asks the server (streamed when `on_text` is set) and reads the answer. */
+static int ask(const chat_openai_t *self, const char *question, const chat_turn_t *history,
+               size_t history_len, chat_text_fn *on_text, void *arg, char **reply,
+               stage_error_t *err)
+{
+  char *body = request_body(self, question, history, history_len, on_text != NULL);
   if (!body)
     return stage_error_set(err, "backend_error", "Out of memory while preparing the chat request.");
+  answer_t answer = {.self = self, .err = err};
+  llm_stream_init(&answer.text, on_text, arg);
   const char *headers[] = {self->auth_header[0] ? self->auth_header : NULL, NULL};
   http_request_t req = {.method = "POST", .url = self->url, .headers = headers,
                         .body = (const uint8_t *) body, .body_size = strlen(body),
-                        .content_type = "application/json; charset=utf-8", .backend = "openai"};
+                        .content_type = "application/json; charset=utf-8", .backend = "openai",
+                        .on_event = on_text ? on_event : NULL, .on_event_arg = &answer};
   llm_http_settings(&req);
   http_response_t resp;
   int rc = http_send(&req, &resp, err);
   free(body);
-  if (rc < 0)
+  if (rc < 0) {
+    llm_stream_clear(&answer.text);
     return -1;
+  }
   if (resp.status < 200 || resp.status >= 300) {
     char message[400];
     http_error_message(&resp, message, sizeof message);
     stage_error_set(err, "backend_error", "The chat server answered HTTP %ld: %s", resp.status,
                     message);
-    http_response_release(&resp);
-    return -1;
+    rc = -1;
+  } else {
+    /* A server that answers whole although a stream was asked for is read whole. */
+    bool streamed = on_text && !strncasecmp(resp.content_type, "text/event-stream", 17);
+    if (!streamed)
+      read_response(&answer, (const char *) resp.body, resp.body_size, "message");
+    rc = finish_answer(&answer, streamed, reply);
   }
-  rc = read_answer(self, &resp, reply, err);
   http_response_release(&resp);
+  llm_stream_clear(&answer.text);
   return rc;
+}
+
+static int openai_reply(chat_backend_t *base, const char *question, const chat_turn_t *history,
+                        size_t history_len, char **reply, stage_error_t *err)
+{
+  return ask((const chat_openai_t *) base, question, history, history_len, NULL, NULL, reply, err);
+}
+
+static int openai_reply_stream(chat_backend_t *base, const char *question,
+                               const chat_turn_t *history, size_t history_len,
+                               chat_text_fn *on_text, void *arg, char **reply, stage_error_t *err)
+{
+  return ask((const chat_openai_t *) base, question, history, history_len, on_text, arg, reply, err);
 }
 
 static void openai_destroy(chat_backend_t **self_p)
@@ -167,6 +277,7 @@ chat_backend_t *chat_openai_new(stage_error_t *err)
   }
   self->base.name = "openai";
   self->base.reply = openai_reply;
+  self->base.reply_stream = openai_reply_stream;
   self->base.destroy = openai_destroy;
   snprintf(self->url, sizeof self->url, "%s/v1/chat/completions", base_url);
   if (key)
