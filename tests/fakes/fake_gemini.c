@@ -1,7 +1,9 @@
 /* fake_gemini: a local stand-in for Gemini generateContent
  * (shared/docs/external-apis.md §0.1, §0.2, §2), built on fake_http.
  *
- * POST /v1beta/models/{model}:generateContent, the colon literal. Auth by
+ * POST /v1beta/models/{model}:generateContent, the colon literal, and
+ * :streamGenerateContent?alt=sse (Server-Sent Events in small unaligned pieces,
+ * ended by closing the connection; see stream_answer for its outcomes). Auth by
  * x-goog-api-key header or ?key=: none is 403 PERMISSION_DENIED, a wrong one the
  * 400 API_KEY_INVALID envelope. Retired models (gemini-1.0*, gemini-1.5*,
  * gemini-pro) are 404 NOT_FOUND. The body is validated as the real service does
@@ -21,6 +23,7 @@
 #include "fake_http.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,7 @@ int fake_gemini_install(fake_server_t *server);
 
 #define ROUTE "/v1beta/models/*"
 #define VERB ":generateContent"
+#define STREAM_VERB ":streamGenerateContent"
 
 typedef struct {
   char key[256];
@@ -248,6 +252,119 @@ static void answer(fake_reply_t *reply, const char *outcome, const char *model, 
   fake_reply_cjson(reply, 200, root);
 }
 
+/* The streamed answer to `heard`: a few sentences, one with a non-ASCII
+ * character, so that clients see sentences complete while the stream goes on. */
+static void streamed_text(const char *heard, char *out, size_t size)
+{
+  snprintf(out, size, "Gemini heard: %.600s. I can help with that in a few short sentences. "
+           "Our team is happy to help \xe2\x80\x94 ask me anything else you would like to know.",
+           heard);
+}
+
+/* How long "pause" stops the stream after the first sentence is complete. */
+static unsigned pause_ms(void)
+{
+  const char *text = getenv("FAKE_STREAM_PAUSE_MS");
+  return text && *text ? (unsigned) strtoul(text, NULL, 10) : 1500;
+}
+
+/* One streamGenerateContent chunk: `text` (NULL: no content) with `finish` (NULL:
+ * none yet). */
+static cJSON *chunk(const char *model, const char *text, bool thought, const char *finish)
+{
+  cJSON *root = cJSON_CreateObject();
+  cJSON *candidate = cJSON_CreateObject();
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "candidates"), candidate);
+  if (text) {
+    cJSON *content = cJSON_AddObjectToObject(candidate, "content");
+    cJSON_AddStringToObject(content, "role", "model");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(content, "parts"), text_part(text, thought));
+  }
+  if (finish)
+    cJSON_AddStringToObject(candidate, "finishReason", finish);
+  cJSON_AddNumberToObject(candidate, "index", 0);
+  cJSON *usage = cJSON_AddObjectToObject(root, "usageMetadata");
+  cJSON_AddNumberToObject(usage, "promptTokenCount", 42);
+  cJSON_AddNumberToObject(usage, "totalTokenCount", 51);
+  cJSON_AddStringToObject(root, "modelVersion", model);
+  return root;
+}
+
+/* The bytes of the next delta of `text` from `at`: about 12, ending on a UTF-8
+ * character boundary (JSON strings hold whole characters; the transport splits
+ * the rest). */
+static size_t delta_size(const char *text, size_t at)
+{
+  size_t n = strlen(text + at);
+  if (n > 12)
+    n = 12;
+  while (n < strlen(text + at) && ((unsigned char) text[at + n] & 0xC0) == 0x80)
+    n++;
+  return n;
+}
+
+/* A streamGenerateContent?alt=sse answer for `outcome`: "ok" several chunks with a
+ * ": keep-alive" comment, the last with finishReason STOP, then the close; "crlf"
+ * the same with CRLF line ends; "pause" stops FAKE_STREAM_PAUSE_MS (1500) once
+ * the first sentence is complete; "trickle" 4 ms between pieces; "thought" a
+ * thought part first; "block" a prompt block chunk; "safety" a SAFETY finish
+ * without text; "max_tokens" ends MAX_TOKENS; "empty" one empty STOP chunk;
+ * "cut" drops the connection mid-stream; "error" an error payload after two
+ * chunks; "nofinish" closes without any finishReason. */
+static void stream_answer(fake_reply_t *reply, const char *outcome, const char *model,
+                          const char *heard)
+{
+  fake_sse_t sse = {.crlf = !strcmp(outcome, "crlf")};
+  char text[1024];
+  streamed_text(heard, text, sizeof text);
+  size_t first_sentence = (size_t) (strstr(text, ". ") - text) + 2;
+  size_t pause_at = 0, drop_at = 0;
+  if (!strcmp(outcome, "block")) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "promptFeedback"), "blockReason", "SAFETY");
+    fake_sse_event(&sse, root);
+  } else if (!strcmp(outcome, "safety")) {
+    fake_sse_event(&sse, chunk(model, NULL, false, "SAFETY"));
+  } else if (!strcmp(outcome, "empty")) {
+    fake_sse_event(&sse, chunk(model, "", false, "STOP"));
+  } else {
+    if (!strcmp(outcome, "thought"))
+      fake_sse_event(&sse, chunk(model, "The user wants an answer; be brief.", true, NULL));
+    size_t len = strlen(text), events = 0;
+    for (size_t at = 0; at < len; events++) {
+      size_t n = delta_size(text, at);
+      char delta[64];
+      snprintf(delta, sizeof delta, "%.*s", (int) n, text + at);
+      at += n;
+      bool last = at == len;
+      const char *finish = !last || !strcmp(outcome, "nofinish") ? NULL
+                         : !strcmp(outcome, "max_tokens") ? "MAX_TOKENS" : "STOP";
+      fake_sse_event(&sse, chunk(model, delta, false, finish));
+      if (events == 1)
+        fake_sse_line(&sse, ": keep-alive");
+      /* The next sentence has begun with enough words: the first is complete. */
+      if (!pause_at && at >= first_sentence + 20)
+        pause_at = sse.size;
+      if (events == 2 && !strcmp(outcome, "error")) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON *error = cJSON_AddObjectToObject(root, "error");
+        cJSON_AddNumberToObject(error, "code", 500);
+        cJSON_AddStringToObject(error, "message", "Internal error encountered.");
+        cJSON_AddStringToObject(error, "status", "INTERNAL");
+        fake_sse_event(&sse, root);
+        break;
+      }
+      if (events == 3)
+        drop_at = sse.size - 9;
+    }
+  }
+  fake_reply_sse(reply, &sse, 24, !strcmp(outcome, "trickle") ? 4 : 0);
+  if (!strcmp(outcome, "pause"))
+    fake_reply_pause_at(reply, pause_at, pause_ms());
+  if (!strcmp(outcome, "cut"))
+    fake_reply_drop_after(reply, drop_at);
+}
+
 /* The failure outcomes shared by every request; true when it answered. */
 static bool failure(const char *outcome, fake_reply_t *reply)
 {
@@ -297,7 +414,8 @@ static void generate_content(fake_server_t *server, const fake_request_t *req, f
   const char *verb = strchr(name, ':');
   char model[128];
   size_t model_len = verb ? (size_t) (verb - name) : 0;
-  if (strcmp(req->method, "POST") || !verb || strcmp(verb, VERB) || model_len == 0 ||
+  bool streamed = verb && !strcmp(verb, STREAM_VERB);
+  if (strcmp(req->method, "POST") || !verb || (strcmp(verb, VERB) && !streamed) || model_len == 0 ||
       model_len >= sizeof model || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-") != model_len) {
     google_error(reply, 404, "NOT_FOUND", "The requested URL was not found on this server.", NULL);
     return;
@@ -324,8 +442,17 @@ static void generate_content(fake_server_t *server, const fake_request_t *req, f
                 "Content-Type application/json.");
     return;
   }
+  char alt[16];
+  if (streamed && (!fake_request_arg(req, "alt", alt, sizeof alt) || strcmp(alt, "sse"))) {
+    cJSON_Delete(root);
+    bad_request(reply, "This fake serves streamGenerateContent as Server-Sent Events only "
+                "(?alt=sse).");
+    return;
+  }
   const char *heard = check_request(root, reply);
-  if (heard)
+  if (heard && streamed)
+    stream_answer(reply, req->outcome, model, heard);
+  else if (heard)
     answer(reply, req->outcome, model, heard);
   cJSON_Delete(root);
 }

@@ -61,6 +61,8 @@ struct fake_reply {
   size_t max_piece;      /* > 0: streamed */
   unsigned pause_ms;
   size_t drop_after;     /* > 0: close mid-stream after this many bytes */
+  size_t pause_at;       /* > 0: pause once before this byte */
+  unsigned pause_at_ms;
   unsigned delay_ms;
   bool drop;
 };
@@ -475,6 +477,8 @@ typedef struct {
   size_t max_piece;
   unsigned pause_ms;
   size_t drop_after;
+  size_t pause_at;
+  unsigned pause_at_ms;
   unsigned turn;
 } stream_t;
 
@@ -488,6 +492,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_OF_STREAM;
   if (stream->sent && stream->pause_ms)
     nap(stream->server, stream->pause_ms);
+  if (stream->pause_at && stream->sent == stream->pause_at) {
+    nap(stream->server, stream->pause_at_ms);
+    stream->pause_at = 0;
+  }
   if (atomic_load(&stream->server->stopping))
     return MHD_CONTENT_READER_END_WITH_ERROR;
   /* Sizes cycle through a pattern with no common alignment with lines or words. */
@@ -501,6 +509,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     piece = stream->size - stream->sent;
   if (stream->drop_after && piece > stream->drop_after - stream->sent)
     piece = stream->drop_after - stream->sent;
+  if (stream->pause_at > stream->sent && piece > stream->pause_at - stream->sent)
+    piece = stream->pause_at - stream->sent;
   memcpy(buf, stream->body + stream->sent, piece);
   stream->sent += piece;
   return (ssize_t) piece;
@@ -523,7 +533,8 @@ static enum MHD_Result send_reply(fake_server_t *server, struct MHD_Connection *
       return MHD_NO;
     *stream = (stream_t){.server = server, .body = reply->body, .size = reply->size,
                          .max_piece = reply->max_piece, .pause_ms = reply->pause_ms,
-                         .drop_after = reply->drop_after};
+                         .drop_after = reply->drop_after, .pause_at = reply->pause_at,
+                         .pause_at_ms = reply->pause_at_ms};
     reply->body = NULL;
     response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, stream_read, stream,
                                                  stream_free);
@@ -926,6 +937,64 @@ void fake_reply_drop_after(fake_reply_t *reply, size_t bytes)
   if (!reply->max_piece)
     reply->max_piece = 64;
   reply->drop_after = bytes ? bytes : 1;
+}
+
+void fake_reply_pause_at(fake_reply_t *reply, size_t offset, unsigned ms)
+{
+  if (!reply->max_piece)
+    reply->max_piece = 64;
+  reply->pause_at = offset;
+  reply->pause_at_ms = ms;
+}
+
+static void sse_append(fake_sse_t *sse, const char *text, size_t size)
+{
+  if (sse->failed)
+    return;
+  if (sse->size + size + 1 > sse->capacity) {
+    size_t capacity = (sse->size + size + 1) * 2;
+    char *grown = realloc(sse->data, capacity);
+    if (!grown) {
+      sse->failed = true;
+      return;
+    }
+    sse->data = grown;
+    sse->capacity = capacity;
+  }
+  memcpy(sse->data + sse->size, text, size);
+  sse->size += size;
+  sse->data[sse->size] = '\0';
+}
+
+void fake_sse_line(fake_sse_t *sse, const char *line)
+{
+  sse_append(sse, line, strlen(line));
+  sse_append(sse, sse->crlf ? "\r\n" : "\n", sse->crlf ? 2 : 1);
+}
+
+void fake_sse_event(fake_sse_t *sse, cJSON *json)
+{
+  char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+  cJSON_Delete(json);
+  if (!text) {
+    sse->failed = true;
+    return;
+  }
+  sse_append(sse, "data: ", 6);
+  fake_sse_line(sse, text);
+  fake_sse_line(sse, "");
+  free(text);
+}
+
+void fake_reply_sse(fake_reply_t *reply, fake_sse_t *sse, size_t max_piece, unsigned pause_ms)
+{
+  if (sse->failed)
+    fake_reply_json(reply, 500, "{\"error\":\"fake out of memory\"}");
+  else
+    fake_reply_raw(reply, 200, "text/event-stream", sse->data ? sse->data : "", sse->size);
+  free(sse->data);
+  *sse = (fake_sse_t) {0};
+  fake_reply_stream(reply, max_piece, pause_ms);
 }
 
 void fake_reply_delay(fake_reply_t *reply, unsigned ms)

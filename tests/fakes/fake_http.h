@@ -5,7 +5,8 @@
  * colon, e.g. "/v1/speech:recognize", is matched as sent: the path is not
  * percent-decoded), records every request so tests can assert on it, and lets each
  * route answer with JSON, raw bytes, a stream written in small unaligned pieces
- * (chunked transfer, for SSE), after a delay, or by dropping the connection.
+ * (chunked transfer, for SSE, with a builder for event-stream bodies), after a
+ * delay, or by dropping the connection.
  *
  * Outcomes are scripted per request: a queue of words ("ok", "429", "500", "slow",
  * "drop", "malformed", or anything a fake understands). Each routed request takes the
@@ -151,6 +152,29 @@ void fake_reply_stream(fake_reply_t *reply, size_t max_piece, unsigned pause_ms)
 
 /* With a streamed body: closes the connection after `bytes` bytes, mid-body. */
 void fake_reply_drop_after(fake_reply_t *reply, size_t bytes);
+
+/* With a streamed body: pauses `ms` once, before the byte at `offset` is sent. */
+void fake_reply_pause_at(fake_reply_t *reply, size_t offset, unsigned ms);
+
+/* A Server-Sent Events body being built (text/event-stream). Zero-initialise;
+ * `crlf` chooses CRLF line ends instead of LF. */
+typedef struct {
+  char *data;
+  size_t size, capacity;
+  bool crlf;
+  bool failed;          /* out of memory: fake_reply_sse answers 500 */
+} fake_sse_t;
+
+/* Appends one line (a comment such as ": keep-alive", or any raw line) and its end. */
+void fake_sse_line(fake_sse_t *sse, const char *line);
+
+/* Appends the event "data: <json printed>" and the blank line closing it;
+ * deletes `json`. */
+void fake_sse_event(fake_sse_t *sse, cJSON *json);
+
+/* Answers 200 text/event-stream with the built body, streamed as
+ * fake_reply_stream does; frees the body (the builder is zeroed). */
+void fake_reply_sse(fake_reply_t *reply, fake_sse_t *sse, size_t max_piece, unsigned pause_ms);
 
 /* Waits `ms` before answering (interrupted when the server stops). */
 void fake_reply_delay(fake_reply_t *reply, unsigned ms);

@@ -2,7 +2,9 @@
  * (llama.cpp server, Ollama, vLLM; shared/docs/external-apis.md §5, §5.1), built
  * on fake_http.
  *
- * POST /v1/chat/completions. With FAKE_OPENAI_KEY set, "Authorization: Bearer
+ * POST /v1/chat/completions, whole or with "stream": true as Server-Sent Events
+ * in small unaligned pieces ending with "data: [DONE]" (see stream_answer for
+ * its outcomes). With FAKE_OPENAI_KEY set, "Authorization: Bearer
  * <key>" is required (else 401 authentication_error, as llama.cpp --api-key);
  * without it any or no key passes. With FAKE_OPENAI_MODEL set, "model" must name
  * it (else 404, as Ollama and vLLM). The body is validated as OpenAI does:
@@ -18,6 +20,7 @@
  * and "drop". */
 #include "fake_http.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +146,129 @@ static void answer(fake_reply_t *reply, const char *outcome, const char *model, 
   fake_reply_cjson(reply, 200, root);
 }
 
+/* How long "pause" stops the stream after the first sentence is complete. */
+static unsigned pause_ms(void)
+{
+  const char *text = getenv("FAKE_STREAM_PAUSE_MS");
+  return text && *text ? (unsigned) strtoul(text, NULL, 10) : 1500;
+}
+
+/* One chat.completion.chunk: a delta with `content` (NULL: none; `role` too on
+ * the first) and `finish` (NULL: null). */
+static cJSON *chunk(const char *model, const char *role, const char *content, bool null_content,
+                    const char *finish)
+{
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "id", "chatcmpl-fake");
+  cJSON_AddStringToObject(root, "object", "chat.completion.chunk");
+  cJSON_AddNumberToObject(root, "created", 1700000000);
+  cJSON_AddStringToObject(root, "model", model);
+  cJSON *choice = cJSON_CreateObject();
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice);
+  cJSON_AddNumberToObject(choice, "index", 0);
+  cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
+  if (role)
+    cJSON_AddStringToObject(delta, "role", role);
+  if (content)
+    cJSON_AddStringToObject(delta, "content", content);
+  else if (null_content)
+    cJSON_AddNullToObject(delta, "content");
+  if (finish)
+    cJSON_AddStringToObject(choice, "finish_reason", finish);
+  else
+    cJSON_AddNullToObject(choice, "finish_reason");
+  return root;
+}
+
+/* The bytes of the next delta of `text` from `at`: about 10, ending on a UTF-8
+ * character boundary (JSON strings hold whole characters; the transport splits
+ * the rest). */
+static size_t delta_size(const char *text, size_t at)
+{
+  size_t left = strlen(text + at), n = left > 10 ? 10 : left;
+  while (n < left && ((unsigned char) text[at + n] & 0xC0) == 0x80)
+    n++;
+  return n;
+}
+
+/* A "stream": true answer for `outcome`: "ok" a role chunk, content deltas with a
+ * ": keep-alive" comment, a finish chunk, a usage chunk with no choices when
+ * stream_options.include_usage, then "data: [DONE]"; "crlf" the same with CRLF
+ * line ends; "pause" stops FAKE_STREAM_PAUSE_MS (1500) once the first sentence is
+ * complete; "trickle" 4 ms between pieces; "think" a <think> block first, split
+ * across chunks; "null", "empty", "filter", "length" as for whole answers;
+ * "cut" drops the connection mid-stream; "error" llama.cpp's "error: {json}" line
+ * after two deltas, then [DONE]; "data_error" an {"error"} payload instead;
+ * "nodone" closes after the finish chunk without [DONE]. */
+static void stream_answer(fake_reply_t *reply, const char *outcome, const char *model,
+                          const char *heard, bool include_usage)
+{
+  fake_sse_t sse = {.crlf = !strcmp(outcome, "crlf")};
+  char text[1200];
+  snprintf(text, sizeof text, "%sLlama heard: %.600s. I can help with that in a few short "
+           "sentences. Our team is happy to help \xe2\x80\x94 ask me anything else you would "
+           "like to know.",
+           !strcmp(outcome, "think") ? "<think>The user asks something; keep it short.</think>\n\n" : "",
+           heard);
+  const char *first_end = strstr(text, ". ");
+  size_t first_sentence = first_end ? (size_t) (first_end - text) + 2 : 0;
+  size_t pause_at = 0, drop_at = 0;
+  bool silent = !strcmp(outcome, "null") || !strcmp(outcome, "empty") || !strcmp(outcome, "filter");
+  fake_sse_event(&sse, chunk(model, "assistant", "", false, NULL));
+  size_t len = silent ? 0 : strlen(text), events = 0;
+  bool broken = false;
+  for (size_t at = 0; at < len && !broken; events++) {
+    size_t n = delta_size(text, at);
+    char delta[64];
+    snprintf(delta, sizeof delta, "%.*s", (int) n, text + at);
+    at += n;
+    fake_sse_event(&sse, chunk(model, NULL, delta, false, NULL));
+    if (events == 1)
+      fake_sse_line(&sse, ": keep-alive");
+    if (!pause_at && at >= first_sentence + 20)
+      pause_at = sse.size;
+    if (events == 3)
+      drop_at = sse.size - 7;
+    if (events == 2 && !strcmp(outcome, "error")) {
+      fake_sse_line(&sse, "error: {\"code\":500,\"message\":\"llama_decode failed: out of KV "
+                          "cache\",\"type\":\"server_error\"}");
+      broken = true;
+    } else if (events == 2 && !strcmp(outcome, "data_error")) {
+      cJSON *root = cJSON_CreateObject();
+      cJSON *error = cJSON_AddObjectToObject(root, "error");
+      cJSON_AddStringToObject(error, "message", "The model crashed while generating.");
+      cJSON_AddStringToObject(error, "type", "server_error");
+      fake_sse_event(&sse, root);
+      broken = true;
+    }
+  }
+  if (!broken) {
+    if (!strcmp(outcome, "null"))
+      fake_sse_event(&sse, chunk(model, NULL, NULL, true, NULL));
+    fake_sse_event(&sse, chunk(model, NULL, NULL, false,
+                               !strcmp(outcome, "length") ? "length"
+                               : !strcmp(outcome, "filter") ? "content_filter" : "stop"));
+    if (include_usage) {
+      cJSON *root = chunk(model, NULL, NULL, false, NULL);
+      cJSON_ReplaceItemInObject(root, "choices", cJSON_CreateArray());
+      cJSON *usage = cJSON_AddObjectToObject(root, "usage");
+      cJSON_AddNumberToObject(usage, "prompt_tokens", 40);
+      cJSON_AddNumberToObject(usage, "completion_tokens", 30);
+      cJSON_AddNumberToObject(usage, "total_tokens", 70);
+      fake_sse_event(&sse, root);
+    }
+  }
+  if (strcmp(outcome, "nodone")) {
+    fake_sse_line(&sse, "data: [DONE]");
+    fake_sse_line(&sse, "");
+  }
+  fake_reply_sse(reply, &sse, 24, !strcmp(outcome, "trickle") ? 4 : 0);
+  if (!strcmp(outcome, "pause"))
+    fake_reply_pause_at(reply, pause_at, pause_ms());
+  if (!strcmp(outcome, "cut"))
+    fake_reply_drop_after(reply, drop_at);
+}
+
 static bool failure(const char *outcome, fake_reply_t *reply)
 {
   if (!strcmp(outcome, "429")) {
@@ -182,8 +308,13 @@ static void chat_completions(fake_server_t *server, const fake_request_t *req, f
     return;
   }
   const char *heard = check_request(state, root, reply);
-  if (heard)
-    answer(reply, req->outcome, cJSON_GetObjectItemCaseSensitive(root, "model")->valuestring, heard);
+  const char *model = heard ? cJSON_GetObjectItemCaseSensitive(root, "model")->valuestring : NULL;
+  const cJSON *options = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+  if (heard && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "stream")))
+    stream_answer(reply, req->outcome, model, heard,
+                  cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(options, "include_usage")));
+  else if (heard)
+    answer(reply, req->outcome, model, heard);
   cJSON_Delete(root);
 }
 

@@ -3,7 +3,10 @@
  * retrieved knowledge, alternating turns, Bearer key, model), answer shapes (null
  * or empty content, length, content_filter, <think> blocks) and failures (bad
  * key, unknown model, 429 with Retry-After, 500/503, slow, malformed, dropped),
- * and the settings that stop the service at start. */
+ * the streamed answers of "stream": true (pieces in order, sentences complete
+ * before the stream ends, LF and CRLF, keep-alives, <think> blocks held back,
+ * llama.cpp's "error:" line, an error payload, a stream broken off or without
+ * [DONE]), and the settings that stop the service at start. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +21,7 @@
 #include "chat_backend.h"
 #include "fake_http.h"
 #include "llm.h"
+#include "sentence_stream.h"
 
 #define KEY "sk-local-llama-key-0123456789"
 
@@ -243,6 +247,189 @@ static void test_settings_stop_the_service(void **state)
   assert_null(strstr(err.message, "two"));
 }
 
+/* --- streamed answers -------------------------------------------------------- */
+
+#define STREAMED_ANSWER(heard) "Llama heard: " heard ". I can help with that in a few short " \
+  "sentences. Our team is happy to help \xe2\x80\x94 ask me anything else you would like to know."
+
+/* What a streamed answer handed on: the pieces joined, and the sentences cut from
+ * them as the chat stage cuts them. */
+typedef struct {
+  char text[4096];
+  size_t len;
+  size_t pieces;
+  size_t sentences;
+  size_t len_at_first_sentence;   /* bytes handed on when the first sentence was complete */
+  struct timespec started;
+  long first_sentence_ms;
+  sentence_stream_t *cutter;
+} streamed_t;
+
+static long ms_since(const struct timespec *t0)
+{
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static int on_sentence(void *arg, const char *text, size_t size, size_t index, bool last,
+                       stage_error_t *err)
+{
+  (void) text, (void) size, (void) last, (void) err;
+  streamed_t *streamed = arg;
+  if (index == 0) {
+    streamed->len_at_first_sentence = streamed->len;
+    streamed->first_sentence_ms = ms_since(&streamed->started);
+  }
+  streamed->sentences++;
+  return 0;
+}
+
+static int on_text(void *arg, const char *text, size_t size, stage_error_t *err)
+{
+  streamed_t *streamed = arg;
+  assert_true(size > 0);
+  assert_true(streamed->len + size < sizeof streamed->text);
+  memcpy(streamed->text + streamed->len, text, size);
+  streamed->len += size;
+  streamed->text[streamed->len] = '\0';
+  streamed->pieces++;
+  return sentence_stream_feed(streamed->cutter, text, size, err);
+}
+
+/* Asks with a stream; returns the reply (caller frees) or NULL with `err`. */
+static char *ask_streamed(fixture_t *f, const char *outcomes, const char *question,
+                          streamed_t *streamed, stage_error_t *err)
+{
+  assert_int_equal(fake_server_push_outcome(f->server, outcomes), 0);
+  memset(streamed, 0, sizeof *streamed);
+  streamed->cutter = sentence_stream_new(32, on_sentence, streamed);
+  assert_non_null(streamed->cutter);
+  clock_gettime(CLOCK_MONOTONIC, &streamed->started);
+  char *reply = NULL;
+  int rc = f->chat->reply_stream(f->chat, question, NULL, 0, on_text, streamed, &reply, err);
+  assert_int_equal(rc == 0, reply != NULL);
+  if (rc == 0)
+    assert_int_equal(sentence_stream_finish(streamed->cutter, err), 0);
+  sentence_stream_destroy(&streamed->cutter);
+  printf("# stream %s: %zu pieces, %zu sentences, first after %ld ms, whole after %ld ms%s%s\n",
+         outcomes, streamed->pieces, streamed->sentences, streamed->first_sentence_ms,
+         ms_since(&streamed->started), rc ? ": " : "", rc ? err->message : "");
+  return reply;
+}
+
+/* The reply is `expected`, and the pieces handed on were exactly it. */
+static void expect_streamed(fixture_t *f, const char *outcomes, const char *question,
+                            const char *expected)
+{
+  streamed_t streamed;
+  stage_error_t err = {0};
+  char *reply = ask_streamed(f, outcomes, question, &streamed, &err);
+  if (!reply)
+    fail_msg("%s: %s", outcomes, err.message);
+  assert_string_equal(reply, expected);
+  assert_string_equal(streamed.text, expected);
+  free(reply);
+}
+
+static void test_stream_sentences_go_on_before_the_end(void **state)
+{
+  fixture_t *f = *state;
+  setenv("FAKE_STREAM_PAUSE_MS", "1200", 1);
+  const char *expected = STREAMED_ANSWER("what are your office hours");
+  streamed_t streamed;
+  stage_error_t err = {0};
+  char *reply = ask_streamed(f, "pause", "what are your office hours", &streamed, &err);
+  if (!reply)
+    fail_msg("pause: %s", err.message);
+  assert_string_equal(reply, expected);
+  assert_string_equal(streamed.text, expected);
+  assert_true(streamed.pieces >= 10);
+  assert_int_equal(streamed.sentences, 3);
+  /* The first sentence was complete while the model still had most to write. */
+  assert_true(streamed.len_at_first_sentence > 0);
+  assert_true(streamed.len_at_first_sentence < strlen(expected) / 2);
+  free(reply);
+  const fake_request_t *req = fake_server_last_request(f->server, NULL);
+  assert_string_equal(req->path, "/v1/chat/completions");
+  cJSON *body = fake_request_json(req);
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stream")));
+  cJSON_Delete(body);
+}
+
+static void test_stream_shapes(void **state)
+{
+  fixture_t *f = *state;
+  const char *fallback = "I'm sorry, I can't help with that. I can answer questions";
+  expect_streamed(f, "ok", "hello", STREAMED_ANSWER("hello"));
+  expect_streamed(f, "crlf", "hello", STREAMED_ANSWER("hello"));
+  expect_streamed(f, "trickle", "hi", STREAMED_ANSWER("hi"));
+  expect_streamed(f, "think", "hi", STREAMED_ANSWER("hi"));
+  expect_streamed(f, "length", "hi", STREAMED_ANSWER("hi"));
+  expect_streamed(f, "filter", "something rude", LLM_BLOCKED_REPLY);
+  const char *silent[] = {"null", "empty"};
+  for (size_t i = 0; i < 2; i++) {
+    streamed_t streamed;
+    stage_error_t err = {0};
+    char *reply = ask_streamed(f, silent[i], "say nothing", &streamed, &err);
+    assert_non_null(reply);
+    assert_string_equal(streamed.text, reply);
+    assert_memory_equal(reply, fallback, strlen(fallback));
+    free(reply);
+  }
+  /* Errors before the stream began are retried as for whole answers. */
+  expect_streamed(f, "503 ok", "hello", STREAMED_ANSWER("hello"));
+}
+
+/* A stream that breaks off fails the answer, also after sentences went on. */
+static void expect_stream_error(fixture_t *f, const char *outcome, const char *part,
+                                bool handed_on)
+{
+  streamed_t streamed;
+  stage_error_t err = {0};
+  fake_server_clear(f->server);
+  char *reply = ask_streamed(f, outcome, "what are your office hours", &streamed, &err);
+  assert_null(reply);
+  assert_string_equal(err.code, "backend_error");
+  assert_non_null(strstr(err.message, part));
+  assert_null(strstr(err.message, KEY));
+  assert_int_equal(streamed.len > 0, handed_on);
+  /* Once an answer has begun it is never asked again. */
+  assert_int_equal(fake_server_request_count(f->server), 1);
+}
+
+static void test_stream_failures(void **state)
+{
+  fixture_t *f = *state;
+  expect_stream_error(f, "cut", "broke off its event stream", true);
+  expect_stream_error(f, "error", "llama_decode failed: out of KV cache", true);
+  expect_stream_error(f, "data_error", "The model crashed while generating", true);
+  expect_stream_error(f, "nodone", "no [DONE]", true);
+  fake_server_clear(f->server);
+  streamed_t streamed;
+  stage_error_t err = {0};
+  assert_null(ask_streamed(f, "500 500 500", "hello", &streamed, &err));
+  assert_non_null(strstr(err.message, "HTTP 500: llama_decode failed"));
+  assert_int_equal(streamed.len, 0);
+}
+
+static int refuse_text(void *arg, const char *text, size_t size, stage_error_t *err)
+{
+  (void) arg, (void) text, (void) size;
+  return stage_error_set(err, "backend_error", "the next stage is gone");
+}
+
+static void test_stream_receiver_failure_ends_the_answer(void **state)
+{
+  fixture_t *f = *state;
+  char *reply = NULL;
+  stage_error_t err = {0};
+  assert_int_equal(f->chat->reply_stream(f->chat, "hello", NULL, 0, refuse_text, NULL, &reply,
+                                         &err), -1);
+  assert_null(reply);
+  assert_string_equal(err.message, "the next stage is gone");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -253,6 +440,10 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_rate_limit_and_server_errors, setup, teardown),
     cmocka_unit_test_setup_teardown(test_slow_answer_times_out, setup, teardown),
     cmocka_unit_test_setup_teardown(test_malformed_and_dropped, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_stream_sentences_go_on_before_the_end, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_stream_shapes, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_stream_failures, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_stream_receiver_failure_ends_the_answer, setup, teardown),
     cmocka_unit_test(test_settings_stop_the_service),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
