@@ -3,7 +3,9 @@
 # against the local fake APIs of tests/fakes (real processes on loopback):
 #   1. STT_BACKEND=google CHAT_BACKEND=gemini TTS_BACKEND=google AVATAR_BACKEND=did
 #   2. STT_BACKEND=openai CHAT_BACKEND=openai TTS_BACKEND=openai AVATAR_BACKEND=local
-# Each answers a spoken question with a video. No service log may contain a key.
+# Each answers a spoken question with a video, the model's answer streamed sentence
+# by sentence; a stream broken off fails its job; a first question asked again is
+# answered from chat's reply cache. No service log may contain a key.
 # Speaks TAP. Needs: curl, jq, ffmpeg/ffprobe, espeak-ng.
 set -u
 
@@ -119,12 +121,41 @@ ask_spoken() {
   echo "# $label: reply: $reply"
   case $reply in *"what are your office hours"*) ok "$label: the model was asked the question" ;;
     *) not_ok "$label: the model was asked the question" "reply: $reply" ;; esac
+  count=$(printf '%s' "$result" | jq -r '.segment_count // 0')
+  check "$label: the model's answer streamed as several segments ($count)" test "$count" -ge 2
+  check "$label: the segments, in order, are the reply" test "$(printf '%s' "$result" | jq -r \
+    '[.segments | sort_by(.index)[] | .text] | join(" ")')" = "$reply"
+  check "$label: chat sent sentences on while the model wrote" \
+    grep -q '"event":"reply_streamed"' "$WORK/chat.log"
   curl -s -o "$WORK/answer.mp4" "$BASE$(printf '%s' "$result" | jq -r .video_url)"
   streams=$(ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$WORK/answer.mp4" | sort | tr '\n' ' ')
   check "$label: the video is served from our origin as H.264 + AAC ($streams)" test "$streams" = "aac h264 "
   video_s=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$WORK/answer.mp4")
   check "$label: the video has a real length ($video_s s)" \
     awk -v v="$video_s" 'BEGIN { exit !(v > 0.5) }'
+}
+
+ask_typed() { # ask_typed TEXT: prints the job id
+  jq -cn --arg t "$1" '{text: $t}' |
+    curl -s -X POST "$BASE/api/ask" -H 'Content-Type: application/json' --data-binary @- | jq -r .job_id
+}
+
+# stream_and_cache LABEL FAKE: a stream broken off mid-answer fails the job with a
+# clear error; the first question asked again is answered without the model.
+stream_and_cache() {
+  label=$1 fake=$2
+  curl -s -X POST "$(url_of "$fake")/_fake/next" --data-binary cut >/dev/null
+  result=$(poll "$(ask_typed "do you ship to canada")")
+  error=$(printf '%s' "$result" | jq -r '.error.message // .error // empty')
+  check "$label: an answer stream broken off fails the job ($error)" \
+    test "$(printf '%s' "$result" | jq -r .state)" = failed
+  case $error in *"broke off"*) ok "$label: the error says the answer broke off" ;;
+    *) not_ok "$label: the error says the answer broke off" "error: $error" ;; esac
+  before=$(requests "$fake" | jq length)
+  result=$(poll "$(ask_typed "What are your office hours?")")
+  check "$label: the question asked again ends done" test "$(printf '%s' "$result" | jq -r .state)" = done
+  check "$label: ... from the reply cache, without the model" test "$(requests "$fake" | jq length)" = "$before"
+  check "$label: chat logged the cache hit" grep -q '"event":"reply_cache_hit"' "$WORK/chat.log"
 }
 
 # keys_absent LABEL: no key appears in any service log.
@@ -173,6 +204,7 @@ check "avatar with AVATAR_BACKEND=did and no DID_SOURCE_URL exits naming it" gre
   start gateway
   check "google+gemini+did: system becomes healthy" wait_healthy
   ask_spoken "google+gemini+did"
+  stream_and_cache "google+gemini+did" fake_gemini
   stop_services
 ) | tee "$WORK/run1.tap" | grep -v '^ok\|^not ok'
 # The subshell's results count here.
@@ -189,7 +221,8 @@ check "every Google call carried x-goog-api-key" test "$(printf '%s' "$google" |
 did=$(requests fake_did)
 check "D-ID saw upload, talk, polls and the download" test "$(printf '%s' "$did" | jq -r '[.[].route] | unique | join(" ")')" = "/audios /results/* /talks /talks/*"
 check "the D-ID download carried no Authorization" test "$(printf '%s' "$did" | jq '[.[] | select(.route == "/results/*" and .headers.Authorization != null)] | length')" = 0
-check "Gemini was called" test "$(requests fake_gemini | jq 'length')" -ge 1
+check "Gemini was asked for a stream" test "$(requests fake_gemini | jq -r \
+  '[.[] | select(.path | endswith(":streamGenerateContent")) | .query] | first')" = alt=sse
 
 # --- 2. OpenAI-compatible stt, chat and tts; the local avatar ---------------------
 for s in $SERVICES; do mv "$WORK/$s.log" "$WORK/$s.run1.log" 2>/dev/null; done
@@ -204,6 +237,7 @@ for s in $SERVICES; do mv "$WORK/$s.log" "$WORK/$s.run1.log" 2>/dev/null; done
   start gateway
   check "openai+local: system becomes healthy" wait_healthy
   ask_spoken "openai+local"
+  stream_and_cache "openai+local" fake_openai_chat
   stop_services
 ) | tee "$WORK/run2.tap" | grep -v '^ok\|^not ok'
 while read -r line; do
@@ -215,3 +249,5 @@ check "the transcription upload was multipart with the WebM file" test "$(printf
   '[.[] | select(.path == "/v1/audio/transcriptions") | (.parts[] | select(.name == "file") | .filename)] | first')" = speech.webm
 check "speech was asked for as WAV with the Bearer key" test "$(printf '%s' "$audio" | jq -r --arg k "Bearer $OPENAI_KEY" \
   '[.[] | select(.path == "/v1/audio/speech") | ((.body | fromjson | .response_format) + " " + (.headers.Authorization == $k | tostring))] | first')" = "wav true"
+check "the chat server was asked for a stream" test "$(requests fake_openai_chat | jq -r \
+  '[.[] | select(.path == "/v1/chat/completions") | (.body | fromjson | .stream)] | first')" = true
