@@ -1,8 +1,9 @@
 // The talking-avatar UI: records (hold-to-talk, click-to-talk or hands-free with
 // voice-activity detection) or takes a typed question, submits it to the gateway
 // (shared/docs/api.md), polls the job with backoff and plays the answer: sentence
-// segments back to back as they arrive, or the whole video. Plain browser
-// JavaScript: no build step, no third-party code, nothing loaded from elsewhere.
+// segments back to back as they arrive, or the whole video; greets a new
+// conversation with the gateway's greeting. Plain browser JavaScript: no build
+// step, no third-party code, nothing loaded from elsewhere.
 'use strict';
 
 const POLL_FIRST_MS = 250;
@@ -58,6 +59,7 @@ const ui = {
   idle: $('idle'),
   videos: [$('video-a'), $('video-b')],
   stopPlayback: $('stop-playback'),
+  playGreeting: $('play-greeting'),
   progress: $('progress'),
   statusWords: $('status-words'),
   statusTime: $('status-time'),
@@ -244,48 +246,60 @@ function sentences(text) {
   return parts.map((part) => part.trim()).filter(Boolean);
 }
 
-function vttTime(seconds) {
-  const ms = Math.max(0, Math.round(seconds * 1000));
-  const pad = (n, width) => String(n).padStart(width, '0');
-  return `${pad(Math.floor(ms / 3600000), 2)}:${pad(Math.floor(ms / 60000) % 60, 2)}:` +
-    `${pad(Math.floor(ms / 1000) % 60, 2)}.${pad(ms % 1000, 3)}`;
-}
-
-// WebVTT for `text` spoken over `duration` seconds: one cue per sentence, each
+// WebVTT cues for `text` spoken over `duration` seconds: one per sentence, each
 // lasting in proportion to its length (speech time follows characters closely).
-function buildVtt(text, duration) {
+function captionCues(text, duration) {
   const parts = sentences(text);
   const total = parts.reduce((sum, part) => sum + part.length, 0) || 1;
   let at = 0;
-  const cues = parts.map((part, i) => {
+  return parts.map((part, i) => {
     const end = i === parts.length - 1 ? duration : at + (duration * part.length) / total;
-    const cue = `${i + 1}\n${vttTime(at)} --> ${vttTime(end)}\n${part.replace(/-->/g, '->')}\n`;
+    const cue = new VTTCue(at, end, part);
     at = end;
     return cue;
   });
-  return `WEBVTT\n\n${cues.join('\n')}`;
 }
 
-// Puts a captions track built from `text` on `video` once its duration is known.
+// One captions track per video element for the page's life, its cues replaced
+// for each clip. (Removing a <track> element and adding a new one per clip left
+// the old track's last cue drawn over the new captions in Chromium.)
+const captionTracks = new Map();
+
+// The captions of each video element still waiting for its clip's duration.
+// Only the newest may be added: an older one, left over when the element got
+// another clip before this one loaded, would add stale words to the new ones.
+const pendingCaptions = new Map();
+
+function captionsTrack(video) {
+  let track = captionTracks.get(video);
+  if (!track) {
+    track = video.addTextTrack('captions', 'English', 'en');
+    track.mode = 'hidden'; // until its video is the one shown
+    captionTracks.set(video, track);
+  }
+  return track;
+}
+
+// Captions `text` on `video` (none when empty), timed once its clip's duration
+// is known, in place of those of the clip it played before.
 function setCaptions(video, text) {
-  video.querySelectorAll('track').forEach((track) => {
-    URL.revokeObjectURL(track.src);
-    track.remove();
-  });
+  const pending = pendingCaptions.get(video);
+  if (pending) video.removeEventListener('loadedmetadata', pending);
+  pendingCaptions.delete(video);
+  const track = captionsTrack(video);
+  Array.from(track.cues || []).forEach((cue) => track.removeCue(cue));
   if (!text) return;
-  const attach = () => {
+  const addCues = () => {
+    pendingCaptions.delete(video);
     const duration = Number.isFinite(video.duration) ? video.duration : 1;
-    const track = document.createElement('track');
-    track.kind = 'captions';
-    track.label = 'English';
-    track.srclang = 'en';
-    track.default = true;
-    track.src = URL.createObjectURL(new Blob([buildVtt(text, duration)], { type: 'text/vtt' }));
-    video.append(track);
-    track.track.mode = 'showing';
+    captionCues(text, duration).forEach((cue) => track.addCue(cue));
   };
-  if (video.readyState >= 1) attach();
-  else video.addEventListener('loadedmetadata', attach, { once: true });
+  if (video.readyState >= 1) {
+    addCues();
+  } else {
+    pendingCaptions.set(video, addCues);
+    video.addEventListener('loadedmetadata', addCues, { once: true });
+  }
 }
 
 /* ---- the avatar: idle drawing, answer playback --------------------------------- */
@@ -367,18 +381,26 @@ const player = {
   playing: false,
   finished: false, // no more clips will be appended
   onEnd: null,
+  onBlocked: null, // called instead of showing controls when autoplay is refused
 };
 
 function videoFor(clip, video) {
+  setCaptions(video, ''); // while the old clip is there: Chromium may keep drawing cues of a clip gone
   video.src = clip.url;
   video.load();
   setCaptions(video, clip.text);
 }
 
+// Makes ui.videos[index] the visible one, or none (-1: the idle avatar shows).
+// Only its captions are drawn: Chromium draws a video's captions even while
+// the video itself is hidden.
 function showVideo(index) {
-  player.front = index;
-  ui.videos.forEach((video, i) => video.classList.toggle('front', i === index));
-  showIdle(false);
+  if (index >= 0) player.front = index;
+  ui.videos.forEach((video, i) => {
+    video.classList.toggle('front', i === index);
+    captionsTrack(video).mode = i === index ? 'showing' : 'hidden';
+  });
+  showIdle(index < 0);
 }
 
 // Starts clips[player.next] now: from the preloaded element when it is there.
@@ -403,9 +425,16 @@ function startNextClip() {
   video.currentTime = 0;
   video.play().catch((error) => {
     if (run !== player.run || (error && error.name === 'AbortError')) return;
-    // Autoplay with sound may be refused until the person interacts: offer controls.
+    // Autoplay with sound may be refused until the person interacts: offer
+    // controls, or let the caller wait for that interaction.
     if (error && error.name === 'NotAllowedError') {
-      video.controls = true;
+      const onBlocked = player.onBlocked;
+      if (onBlocked) {
+        stopPlayback();
+        onBlocked();
+      } else {
+        video.controls = true;
+      }
       return;
     }
     stopPlayback();
@@ -442,12 +471,15 @@ ui.videos.forEach((video) => {
   });
 });
 
-// Begins playing `clips`; `finished` false means appendClips() may add more.
-function playClips(clips, finished, onEnd) {
+// Begins playing `clips`. Options: `more` (appendClips() will add clips until
+// finishClips()), `onEnd` (called once the last clip has played), `onBlocked`
+// (the browser refused to play with sound: called instead of showing controls).
+function playClips(clips, { more = false, onEnd = null, onBlocked = null } = {}) {
   stopPlayback();
   player.clips = clips.slice();
-  player.finished = finished;
-  player.onEnd = onEnd || null;
+  player.finished = !more;
+  player.onEnd = onEnd;
+  player.onBlocked = onBlocked;
   if (player.clips.length) startNextClip();
 }
 
@@ -480,6 +512,7 @@ function stopPlayback() {
   player.playing = false;
   player.finished = true;
   player.onEnd = null;
+  player.onBlocked = null;
   ui.videos.forEach((video) => {
     video.pause();
     video.controls = false;
@@ -496,7 +529,7 @@ async function replayAnswer(answer) {
   cancelJob();
   clearError();
   let job = answer;
-  if (!job.video_url && !(job.segments && job.segments.length) && job.job_id) {
+  if (!job.video_url && job.job_id) {
     try {
       const response = await fetch(`/api/jobs/${encodeURIComponent(job.job_id)}`, { cache: 'no-store' });
       if (!response.ok) throw new Error('gone');
@@ -507,14 +540,22 @@ async function replayAnswer(answer) {
       return;
     }
   }
-  if (job.video_url) playClips([{ url: job.video_url, text: job.reply }], true);
-  else if (job.segments && job.segments.length) playClips(segmentClips(job.segments), true);
+  if (job.video_url) playClips([{ url: job.video_url, text: job.reply }]);
+  else playClips(readySegments(job.segments, 0));
 }
 
-function segmentClips(segments) {
-  return segments.slice().sort((a, b) => a.index - b.index)
-    .filter((segment) => segment.video_url)
-    .map((segment) => ({ url: segment.video_url, text: segment.text }));
+// The clips of the segments ready to play from index `from` on: each segment
+// with its video, in index order, up to the first one still rendering. Segments
+// may be listed before their video exists, and (several avatar replicas) a
+// later sentence may be ready before an earlier one.
+function readySegments(segments, from) {
+  const byIndex = new Map((segments || []).map((segment) => [segment.index, segment]));
+  const clips = [];
+  for (let index = from; byIndex.has(index) && byIndex.get(index).video_url; index++) {
+    const segment = byIndex.get(index);
+    clips.push({ url: segment.video_url, text: segment.text });
+  }
+  return clips;
 }
 
 /* ---- asking: submit, poll, answer ----------------------------------------------- */
@@ -615,9 +656,16 @@ async function ask(request) {
     request.logged = true; // a Retry does not log it twice
   }
   let transcriptShown = typed;
-  let segmentsQueued = 0;
+  let segmentsQueued = 0; // segments 0 .. segmentsQueued-1 are given to the player
+  let answerLogged = false;
   const answer = {};
   const retry = () => ask(request);
+  // The answer goes into the log when the avatar starts saying it.
+  const logAnswer = (reply) => {
+    if (answerLogged || !reply) return;
+    answerLogged = true;
+    addTurn('assistant', reply, answer);
+  };
   try {
     const accepted = await submit(request);
     if (ticket.cancelled) return;
@@ -628,13 +676,16 @@ async function ask(request) {
         addTurn('user', update.transcript);
         transcriptShown = true;
       }
-      // Sentences already rendered play while later ones still render.
-      const segments = update.segments || [];
-      if (segments.length > segmentsQueued && update.state !== 'failed') {
-        const clips = segmentClips(segments).slice(segmentsQueued);
-        if (segmentsQueued === 0) playClips(clips, false, () => answerPlayed(request));
+      // Sentences already rendered play while later ones still render. An
+      // answer first seen whole (fast, or from the answer cache) plays as the
+      // one joined video instead, after the poll.
+      const streaming = update.state === 'running' || (update.state === 'done' && segmentsQueued > 0);
+      const clips = streaming ? readySegments(update.segments, segmentsQueued) : [];
+      if (clips.length) {
+        if (segmentsQueued === 0) playClips(clips, { more: true, onEnd: () => answerPlayed(request) });
         else appendClips(clips);
         segmentsQueued += clips.length;
+        logAnswer(update.reply);
       }
     });
     if (!job) return; // superseded
@@ -648,12 +699,13 @@ async function ask(request) {
       showError(code, error.message, code === 'no_speech' && request.kind === 'audio' ? talkAgain : retry);
       return;
     }
+    // From here on a Replay plays the whole answer's video_url.
     Object.assign(answer, job);
-    addTurn('assistant', job.reply, answer);
+    logAnswer(job.reply);
     if (segmentsQueued) {
       finishClips();
     } else if (job.video_url) {
-      playClips([{ url: job.video_url, text: job.reply }], true, () => answerPlayed(request));
+      playClips([{ url: job.video_url, text: job.reply }], { onEnd: () => answerPlayed(request) });
     } else {
       setPageState('idle');
     }
@@ -952,12 +1004,12 @@ ui.newConversation.addEventListener('click', () => {
     setCaptions(video, '');
     video.removeAttribute('src');
     video.load();
-    video.classList.remove('front');
   });
-  showIdle(true);
+  showVideo(-1);
   setPageState('idle');
   if (id) fetch(`/api/sessions/${encodeURIComponent(id)}`, { method: 'DELETE' }).catch(() => {});
   ui.record.focus();
+  greet(); // the next person is greeted, with sound: this click allows it
 });
 
 // Shows the conversation kept on the server, if this browser has one going.
@@ -978,10 +1030,89 @@ async function restoreConversation() {
   }
 }
 
+/* ---- the greeting ------------------------------------------------------------------ */
+
+// The avatar's first words (GET /api/greeting): its first message in an empty
+// log, replayable like an answer, and played as soon as the browser allows
+// sound: at once where autoplay is allowed (a kiosk set up for it), otherwise at
+// the person's first click or key press, or with the "Hear the greeting" button.
+// No greeting (404 from an older gateway, 503 with the pipeline down, a failed
+// render, offline) leaves the page as it was: it is a courtesy, not a step.
+const greeting = { ticket: null, waiting: null }; // waiting: the greeting held back, or null
+
+// The greeting as {reply, video_url}, polling its job while it renders; null
+// when there is none. Throws nothing.
+async function fetchGreeting(ticket) {
+  try {
+    const response = await fetch('/api/greeting', { cache: 'no-store' });
+    if (response.status !== 200 && response.status !== 202) return null;
+    const body = await response.json();
+    if (!body.text) return null;
+    if (body.state === 'done') return body.video_url ? { reply: body.text, video_url: body.video_url } : null;
+    if (!body.job_id) return null; // 202: queued or running, a job like any other
+    const job = await poll(ticket, `/api/jobs/${encodeURIComponent(body.job_id)}`, () => {});
+    return job && job.state === 'done' && job.video_url ? { reply: body.text, video_url: job.video_url } : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+// Nothing is being recorded, asked, played or shown as an error.
+const pageQuiet = () => ui.body.dataset.state === 'idle' && !rec && !starting && !currentJob;
+
+async function greet() {
+  if (greeting.ticket) greeting.ticket.cancelled = true;
+  stopWaitingToGreet();
+  const ticket = { cancelled: false };
+  greeting.ticket = ticket;
+  const answer = await fetchGreeting(ticket);
+  // A conversation begun meanwhile is not interrupted, nor preceded in the log.
+  if (ticket.cancelled || !answer || transcript.length || !pageQuiet()) return;
+  addTurn('assistant', answer.reply, answer).classList.add('greeting');
+  playGreeting(answer);
+}
+
+function playGreeting(answer) {
+  playClips([{ url: answer.video_url, text: answer.reply }], { onBlocked: () => waitToGreet(answer) });
+}
+
+// Sound was refused: the idle avatar stays, and the greeting waits for a gesture.
+function waitToGreet(answer) {
+  showVideo(-1);
+  greeting.waiting = answer;
+  ui.playGreeting.hidden = false;
+}
+
+function stopWaitingToGreet() {
+  greeting.waiting = null;
+  ui.playGreeting.hidden = true;
+}
+
+// The first gesture while the greeting waits: one that starts a question (the
+// talk button, space to talk, the question box) or works another control means
+// the person is busy, and the greeting stays in the log for Replay; any other
+// (a tap on the avatar, a click on the page, a key) plays it.
+function gestureWhileWaiting(event) {
+  const answer = greeting.waiting;
+  if (!answer) return;
+  stopWaitingToGreet();
+  const control = event.target.closest && event.target.closest('button, input, a, label, form');
+  const onControl = control && control !== ui.playGreeting;
+  if (onControl || (event.type === 'keydown' && spaceTalks(event)) || !pageQuiet()) return;
+  playGreeting(answer);
+}
+
+// Capture phase: seen before the control's own handler acts on the same gesture
+// (the "Hear the greeting" button has no handler of its own: this is it).
+document.addEventListener('click', gestureWhileWaiting, true);
+document.addEventListener('keydown', gestureWhileWaiting, true);
+
 if (!recordingType() || !navigator.mediaDevices) {
   ui.record.disabled = true;
   ui.handsFree.disabled = true;
   ui.recordHint.textContent = 'Recording is not supported in this browser: type your question.';
 }
 showIdle(true);
-restoreConversation();
+restoreConversation().then(() => {
+  if (!transcript.length) greet();
+});

@@ -114,4 +114,14 @@ export class System {
       '-ar', '48000', '-ac', '1', '-c:a', 'pcm_s16le', wav]);
     return wav;
   }
+
+  // `seconds` of faint white noise (peak `amplitude`, full scale = 1) in a 48 kHz
+  // mono WAV: a quiet room with nobody speaking.
+  noise(name, seconds, amplitude) {
+    const wav = join(this.work, `${name}.wav`);
+    execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i',
+      `anoisesrc=color=white:amplitude=${amplitude}:duration=${seconds}:sample_rate=48000`,
+      '-ac', '1', '-c:a', 'pcm_s16le', wav]);
+    return wav;
+  }
 }
