@@ -132,20 +132,20 @@ static long stream_reply(chat_backend_t *chat, stage_job_t *current, Avatar__Job
   return (long) segments;
 }
 
-/* The reply to a question without earlier turns, from the cache; NULL on a miss. */
-static char *cached_reply(chat_stage_t *stage, const char *question, stage_error_t *err)
+/* The reply to a question without earlier turns, from the cache, into *reply
+ * (malloc'd). Returns 1 on a hit, 0 on a miss, -1 with `err` set. */
+static int cached_reply(chat_stage_t *stage, const char *question, char **reply,
+                        stage_error_t *err)
 {
   const char *cached = reply_cache_get(stage->cache, question);
   if (!cached)
-    return NULL;
-  char *reply = strdup(cached);
-  if (!reply) {
-    stage_error_set(err, "backend_error", "Out of memory.");
-    return NULL;
-  }
+    return 0;
+  *reply = strdup(cached);
+  if (!*reply)
+    return stage_error_set(err, "backend_error", "Out of memory.");
   log_msg(LOG_INFO, "reply_cache_hit", "answered from the reply cache (%zu entries)",
           reply_cache_size(stage->cache));
-  return reply;
+  return 1;
 }
 
 static int answer(void *arg, stage_job_t *current, Avatar__Job *job, Avatar__Status *report,
@@ -169,23 +169,19 @@ static int answer(void *arg, stage_job_t *current, Avatar__Job *job, Avatar__Sta
                  job->transcript_confidence < CHAT_TRANSCRIPT_MIN_CONFIDENCE;
   /* A follow-up's answer depends on the conversation: only first questions are cached. */
   bool cacheable = stage->cache && !unheard && job->n_history == 0;
-  char *reply = cacheable ? cached_reply(stage, question, err) : NULL;
-  bool from_cache = reply != NULL;
-  long segments = 0;   /* sent while the model wrote; -1 on failure */
-  if (stage_error_is_set(err))
-    segments = -1;
-  else if (from_cache)
-    segments = 0;
-  else if (unheard && chat->reply_unheard)
+  char *reply = NULL;
+  int hit = cacheable ? cached_reply(stage, question, &reply, err) : 0;
+  long segments = hit < 0 ? -1 : 0;   /* sent while the model wrote, or -1 */
+  if (hit == 0 && unheard && chat->reply_unheard)
     segments = chat->reply_unheard(chat, &reply, err);
-  else if (stage->stream_sentences && chat->reply_stream)
+  else if (hit == 0 && stage->stream_sentences && chat->reply_stream)
     segments = stream_reply(chat, current, job, question, history, &reply, err);
-  else
+  else if (hit == 0)
     segments = chat->reply(chat, question, history, job->n_history, &reply, err);
   free(history);
   if (segments < 0)
     return -1;
-  if (cacheable && !from_cache && reply_cache_put(stage->cache, question, reply) != 0)
+  if (cacheable && hit == 0 && reply_cache_put(stage->cache, question, reply) != 0)
     log_msg(LOG_WARN, "reply_cache_failed", "a reply could not be cached (out of memory)");
   stage_set_string(&job->reply, reply);
   report->question = (char *) question;
