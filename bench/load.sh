@@ -3,8 +3,10 @@
 # GET /api/jobs/{id} (wrk, LOAD_POLLERS connections) plus a steady stream of typed
 # submissions (LOAD_SUBMIT_PER_S per second) against the local system. Prints
 # polls/s with p50/p99 latency, submissions accepted vs answered 429/503, every
-# process's RSS at start and end, and how many accepted jobs never ended (lost).
-# Figures, not assertions.   bench/load.sh [BUILD_DIR]
+# process's RSS at start and end (and every LOAD_SAMPLE_S seconds in between, with
+# the broker's queue depths, which is where its memory goes), and how many
+# accepted jobs never ended (lost). Figures, not assertions.
+#   bench/load.sh [BUILD_DIR]
 set -eu
 . "$(dirname "$0")/../scripts/lib.sh"
 ensure_packages wrk
@@ -13,6 +15,7 @@ BUILD_DIR=${1:-$TOP/build}
 SECONDS_TOTAL=${LOAD_SECONDS:-600}
 POLLERS=${LOAD_POLLERS:-64}
 RATE=${LOAD_SUBMIT_PER_S:-2}
+SAMPLE=${LOAD_SAMPLE_S:-60}
 WORK=$(mktemp -d)
 PORT=$((10000 + $$ % 20000))
 BASE="http://127.0.0.1:$PORT"
@@ -20,7 +23,12 @@ export BROKER_BIND="tcp://127.0.0.1:$((PORT + 1))" BROKER_ENDPOINT="tcp://127.0.
 export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" LOG_LEVEL=warn
 export GATEWAY_RATE_PER_MIN=0 GATEWAY_POLL_RATE_PER_MIN=0 GATEWAY_MAX_CONNECTIONS=1024 GATEWAY_MAX_CONNECTIONS_PER_IP=0
 
-cleanup() { kill $(cut -d' ' -f2 "$WORK/pids") 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  kill ${sampler:-} 2>/dev/null || true
+  kill $(cut -d' ' -f2 "$WORK/pids") 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT INT TERM
 for s in broker stt chat tts avatar gateway; do
   case $s in gateway) bin=gateway/gateway ;; *) bin=services/$s/$s ;; esac
@@ -33,7 +41,10 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200 ]; do
 done
 
 rss() { while read -r name pid; do printf '%s=%s ' "$name" "$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")"; done < "$WORK/pids"; }
+queues() { curl -s "$BASE/metrics" | sed -n 's/^gateway_stage_queue_depth{stage="\(.*\)"} /\1=/p' | tr '\n' ' '; }
 echo "RSS kB at start: $(rss)"
+( t=0; while sleep "$SAMPLE"; do t=$((t + SAMPLE)); echo "t=${t}s RSS kB: $(rss) queued: $(queues)"; done ) &
+sampler=$!
 
 first=$(curl -s -X POST "$BASE/api/ask" -H 'Content-Type: application/json' -d '{"text":"hello"}' | jq -r .job_id)
 cat > "$WORK/poll.lua" <<EOF
@@ -57,6 +68,7 @@ submitter=$!
 
 wrk -t 2 -c "$POLLERS" -d "${SECONDS_TOTAL}s" --latency -s "$WORK/poll.lua" "$BASE" > "$WORK/wrk.txt"
 wait "$submitter"
+kill "$sampler" 2>/dev/null || true
 sleep 5
 echo "RSS kB at end:   $(rss)"
 

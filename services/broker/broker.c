@@ -595,6 +595,19 @@ static bool on_ready(broker_t *self, zframe_t *identity, zmsg_t *msg)
   return true;
 }
 
+/* A job stage whose queue is full, or NULL. Every job passes every stage, so a
+ * full queue anywhere refuses new jobs at the entrance: forwards are never refused,
+ * and without this a slow last stage (avatar) would collect every admitted job
+ * (with its speech audio) until their deadlines, memory growing with the rate. */
+static stage_t *full_stage(broker_t *self)
+{
+  for (stage_t *stage = zhashx_first(self->stages); stage; stage = zhashx_next(self->stages))
+    if (strcmp(stage->name, AVP_STATUS_STAGE) != 0 &&
+        zlistx_size(stage->queue) >= self->cfg.queue_max)
+      return stage;
+  return NULL;
+}
+
 static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
 {
   char stage_name[AVP_STAGE_MAX], job_id[AVP_JOB_ID_MAX];
@@ -608,6 +621,7 @@ static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
                      ? stage_require(self, stage_name)
                      : NULL;
   char reason[128];
+  stage_t *full = stage ? full_stage(self) : NULL;
   if (!well_formed) {
     zframe_destroy(&payload);
     return false;
@@ -616,9 +630,9 @@ static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
     snprintf(reason, sizeof reason, "unknown stage");
   else if ((int64_t) deadline <= clock_wall_ms())
     snprintf(reason, sizeof reason, "the job's deadline has already passed");
-  else if (zlistx_size(stage->queue) >= self->cfg.queue_max)
-    snprintf(reason, sizeof reason, "the %s queue is full (%zu jobs waiting)", stage_name,
-             zlistx_size(stage->queue));
+  else if (full)
+    snprintf(reason, sizeof reason, "the %s queue is full (%zu jobs waiting)", full->name,
+             zlistx_size(full->queue));
   else {
     entry_t *entry = entry_new(job_id, stage_name, (int64_t) deadline, &payload);
     if (entry && zlistx_add_end(stage->queue, entry)) {
@@ -795,6 +809,11 @@ static void on_info(broker_t *self, zframe_t *identity)
     cJSON_AddNumberToObject(item, "workers", (double) stage->workers);
     cJSON_AddNumberToObject(item, "idle", (double) zlistx_size(stage->idle));
     cJSON_AddNumberToObject(item, "queued", (double) zlistx_size(stage->queue));
+    /* What the queue holds in memory: payloads are most of the broker's RSS. */
+    size_t queued_bytes = 0;
+    for (entry_t *entry = zlistx_first(stage->queue); entry; entry = zlistx_next(stage->queue))
+      queued_bytes += zframe_size(entry->payload);
+    cJSON_AddNumberToObject(item, "queued_bytes", (double) queued_bytes);
     cJSON_AddNumberToObject(item, "in_flight", (double) in_flight);
   }
   cJSON *workers = cJSON_AddObjectToObject(info, "worker_counters");

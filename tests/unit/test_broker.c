@@ -190,6 +190,18 @@ static long info_counter(zsock_t *sock, const char *section, const char *stage, 
   return value;
 }
 
+/* Asks INFO until `name` reaches `want` (messages from different peers are not
+ * ordered with each other); returns the last value seen. */
+static long wait_info(zsock_t *sock, const char *section, const char *stage, const char *name,
+                      long want)
+{
+  long value = -1;
+  for (int64_t until = clock_mono_ms() + 2000; clock_mono_ms() < until; zclock_sleep(10))
+    if ((value = info_counter(sock, section, stage, name)) == want)
+      break;
+  return value;
+}
+
 static void test_job_flows_through_two_stages(void **state)
 {
   fixture_t *f = *state;
@@ -248,6 +260,32 @@ static void test_full_queue_is_nacked(void **state)
   zmsg_destroy(&nack);
   assert_int_equal(info_counter(producer, "stages", "avatar", "queued"), 2);
   zsock_destroy(&producer);
+}
+
+/* The avatar stage is clogged (forwards are never refused): new jobs are refused at
+ * the entrance, though their own first stage has room. */
+static void test_full_later_stage_nacks_new_jobs(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *tts = peer_new(f);
+  send_frames(tts, AVP_READY, "tts", "1", NULL);
+  submit(producer, "tts", "long", "reply");
+  expect_ack(producer, "long");
+  free(expect_job(tts, "tts", "long", "1"));
+  for (int segment = 0; segment < 3; segment++)
+    send_frames(tts, AVP_PARTIAL, "tts", "long", "avatar", deadline_in(10000), "audio", NULL);
+  assert_int_equal(wait_info(producer, "stages", "avatar", "queued", 3), 3);
+  assert_int_equal(info_counter(producer, "stages", "avatar", "queued_bytes"), 3 * 5);
+  submit(producer, "chat", "refused", "text");
+  zmsg_t *nack = expect(producer, AVP_NACK);
+  char *id = zmsg_popstr(nack), *reason = zmsg_popstr(nack);
+  assert_string_equal(id, "refused");
+  assert_non_null(strstr(reason, "avatar queue is full"));
+  free(id);
+  free(reason);
+  zmsg_destroy(&nack);
+  zsock_destroy(&producer);
+  zsock_destroy(&tts);
 }
 
 static void test_past_deadline_is_nacked(void **state)
@@ -361,18 +399,6 @@ static void test_stage_timeout_fails_stuck_job(void **state)
   zsock_destroy(&producer);
   zsock_destroy(&gateway);
   zsock_destroy(&worker);
-}
-
-/* Asks INFO until `name` reaches `want` (messages from different peers are not
- * ordered with each other); returns the last value seen. */
-static long wait_info(zsock_t *sock, const char *section, const char *stage, const char *name,
-                      long want)
-{
-  long value = -1;
-  for (int64_t until = clock_mono_ms() + 2000; clock_mono_ms() < until; zclock_sleep(10))
-    if ((value = info_counter(sock, section, stage, name)) == want)
-      break;
-  return value;
 }
 
 static void send_status(zsock_t *sock, const char *job_id)
@@ -507,6 +533,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_job_flows_through_two_stages, setup, teardown),
     cmocka_unit_test_setup_teardown(test_one_job_per_idle_worker, setup, teardown),
     cmocka_unit_test_setup_teardown(test_full_queue_is_nacked, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_full_later_stage_nacks_new_jobs, setup_slow_heartbeat,
+                                    teardown),
     cmocka_unit_test_setup_teardown(test_past_deadline_is_nacked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_dead_worker_job_is_requeued, setup, teardown),
     cmocka_unit_test_setup_teardown(test_attempt_limit_fails_job, setup_one_attempt, teardown),
