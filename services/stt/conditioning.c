@@ -2,6 +2,7 @@
 #include "conditioning.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,9 @@ enum {
 #define BELOW_PEAK 3.2e-4       /* power ratio, -35 dB */
 #define TARGET_PEAK 16384.0     /* -6 dBFS */
 #define MAX_GAIN 31.6           /* +30 dB */
+/* RMS of the noise floor added after normalisation: -44 dB under the -6 dBFS peak. */
+#define NOISE_FLOOR_RMS 100.0
+#define NOISE_FLOOR_SEED 0x2545F4914F6CDD1DULL
 
 static int compare_doubles(const void *a, const void *b)
 {
@@ -100,6 +104,30 @@ static void normalize_level(pcm_t *pcm)
   }
 }
 
+/* Adds a faint pink-noise floor. The acoustic model was trained on recordings, which
+ * always have one; synthetic or heavily gated speech with digitally silent gaps has a
+ * dynamic range it never saw, and its spectral noise estimate and cepstral mean go
+ * wrong (on the eval's clean eSpeak voices the floor cut the WER from 53% to 40%,
+ * docs/performance.md). A real microphone's own noise is usually above this floor, so
+ * it changes little there. Seeded: the same upload always gives the same transcript.
+ * Pink noise is Paul Kellet's economy filter over a linear congruential white source. */
+static void add_noise_floor(pcm_t *pcm)
+{
+  uint64_t state = NOISE_FLOOR_SEED;
+  double b0 = 0.0, b1 = 0.0, b2 = 0.0;
+  for (size_t i = 0; i < pcm->count; i++) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    /* uniform in [-1, 1) times sqrt(3): unit RMS */
+    double white = ((double) (state >> 11) / (double) (1ULL << 53) * 2.0 - 1.0) * 1.732;
+    b0 = 0.99765 * b0 + white * 0.0990460;
+    b1 = 0.96300 * b1 + white * 0.2965164;
+    b2 = 0.57000 * b2 + white * 1.0526913;
+    double pink = (b0 + b1 + b2 + white * 0.1848) / 3.0;    /* about unit RMS */
+    double value = pcm->samples[i] + NOISE_FLOOR_RMS * pink;
+    pcm->samples[i] = (int16_t) (value > 32767 ? 32767 : value < -32768 ? -32768 : value);
+  }
+}
+
 void stt_condition(pcm_t *pcm)
 {
   size_t frame = (size_t) pcm->sample_rate * FRAME_MS / 1000;
@@ -112,4 +140,5 @@ void stt_condition(pcm_t *pcm)
     trim_silence(pcm, power, frame, frames);
   free(power);
   normalize_level(pcm);
+  add_noise_floor(pcm);
 }

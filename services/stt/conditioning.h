@@ -11,7 +11,9 @@
 /* In place: removes the DC offset, trims leading and trailing silence (keeping a
  * short margin, so the decoder still sees the onset), and scales the level so the
  * loudest speech peaks near -6 dBFS, amplifying by at most 30 dB so a quiet room is
- * not turned into loud noise. Does nothing to audio shorter than 100 ms. */
+ * not turned into loud noise, then adds a faint, seeded pink-noise floor (-44 dB under
+ * that peak) so digitally silent gaps look like a recording. Does nothing to audio
+ * shorter than 100 ms. */
 void stt_condition(pcm_t *pcm);
 
 #endif

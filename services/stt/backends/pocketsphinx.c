@@ -5,6 +5,13 @@
  * for every job, because loading it takes far longer than decoding a question. A decoder
  * is not thread-safe: each worker thread creates its own backend.
  *
+ * The domain model alone forces every sentence onto the knowledge base's words, so an
+ * off-topic question comes out as the nearest in-domain one. It is therefore
+ * interpolated with Debian's generic en-us model (STT_GENERIC_LM, weight
+ * STT_GENERIC_LM_PERCENT) over the full cmudict plus the domain's own words: a
+ * question about the weather is heard as words about the weather, which chat then
+ * turns down (docs/performance.md "Conversation quality").
+ *
  * When the knowledge file changes (and STT_LM is not set to a model of one's own),
  * the model is generated again with lmgen, as a library call, and the decoder is
  * replaced before the next job: a new question added to the knowledge base is heard
@@ -18,7 +25,9 @@
 #include "lmgen.h"
 #include "log.h"
 
+#include <sphinxbase/ckd_alloc.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/ngram_model.h>
 #include <pocketsphinx.h>
 
 #include <ctype.h>
@@ -32,6 +41,7 @@
 enum {
   SPHINX_SAMPLE_RATE = 16000,   /* what the en-us acoustic model was trained on */
   DEFAULT_MAX_AUDIO_MS = 60000,
+  DEFAULT_GENERIC_PERCENT = 30, /* chosen from the eval, docs/performance.md */
   SILENCE_PEAK = 200            /* below -44 dBFS peak nothing can be recognized */
 };
 
@@ -43,24 +53,90 @@ typedef struct {
   ps_decoder_t *decoder;
   uint32_t max_audio_ms;
   char model[512];              /* STT_MODEL_DIR */
+  char generic_lm[512];         /* STT_GENERIC_LM: the open vocabulary's model */
+  char generic_dict[512];       /* STT_GENERIC_DICT: its pronunciations */
+  float generic_weight;         /* its share of the interpolation; 0: domain model alone */
   bool follows_knowledge;       /* the model is generated from the knowledge file */
   char knowledge[512];          /* KNOWLEDGE_FILE */
   struct stat knowledge_seen;   /* the version the model was last built from (or tried) */
   char lm_dir[512];             /* where rebuilt models go (STT_LM_DIR) */
 } pocketsphinx_backend_t;
 
-static ps_decoder_t *decoder_new(const char *model, const char *lm, const char *dict)
+/* Adds the words of the domain dictionary the generic one lacks (the business name and
+ * other compounds lmgen spelled from two words). Words both know keep cmudict's
+ * pronunciations; alternates "word(2)" of a known word add nothing new. */
+static int add_domain_words(ps_decoder_t *decoder, const char *dict)
+{
+  FILE *file = fopen(dict, "r");
+  if (!file)
+    return -1;
+  char line[1024];
+  int rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, file)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    size_t word_length = strcspn(line, " \t");
+    if (!word_length || !line[word_length] || memchr(line, '(', word_length))
+      continue;
+    line[word_length] = '\0';
+    const char *phones = line + word_length + 1;
+    phones += strspn(phones, " \t");
+    char *known = ps_lookup_word(decoder, line);
+    if (!known && ps_add_word(decoder, line, phones, FALSE) < 0)
+      rc = -1;
+    ckd_free(known);
+  }
+  if (ferror(file))
+    rc = -1;
+  fclose(file);
+  return rc;
+}
+
+/* Makes the decoder search the domain model `lm` interpolated with the generic one. */
+static int use_open_vocabulary(const pocketsphinx_backend_t *self, ps_decoder_t *decoder,
+                               const char *lm, const char *dict)
+{
+  if (add_domain_words(decoder, dict) != 0)
+    return -1;
+  cmd_ln_t *config = ps_get_config(decoder);
+  logmath_t *logmath = ps_get_logmath(decoder);
+  ngram_model_t *models[2] = {ngram_model_read(config, lm, NGRAM_AUTO, logmath),
+                              ngram_model_read(config, self->generic_lm, NGRAM_AUTO, logmath)};
+  char *names[2] = {"domain", "generic"};
+  float32 weights[2] = {1.0f - self->generic_weight, self->generic_weight};
+  ngram_model_t *set = models[0] && models[1]
+                         ? ngram_model_set_init(config, models, names, weights, 2) : NULL;
+  /* The set holds its own references to the models, and the search to the set:
+   * ours are dropped whatever happened. */
+  ngram_model_free(models[0]);
+  ngram_model_free(models[1]);
+  int rc = !set || ps_set_lm(decoder, "open", set) < 0 || ps_set_search(decoder, "open") < 0
+             ? -1 : 0;
+  ngram_model_free(set);
+  return rc;
+}
+
+static ps_decoder_t *decoder_new(const pocketsphinx_backend_t *self, const char *lm,
+                                 const char *dict)
 {
   /* Every service logs JSON lines only; PocketSphinx would print hundreds of its own.
    * Its log target is process-wide and cmd_ln_init already logs, so it is silenced
    * here rather than with "-logfn /dev/null", which would take effect too late. */
   err_set_logfp(NULL);
-  cmd_ln_t *args = cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", model, "-lm", lm, "-dict", dict,
-                               NULL);
+  bool open_vocabulary = self->generic_weight > 0.0f;
+  /* With the open vocabulary the search is set up afterwards, from both models. */
+  cmd_ln_t *args = open_vocabulary
+                     ? cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", self->model, "-dict",
+                                   self->generic_dict, NULL)
+                     : cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", self->model, "-lm", lm,
+                                   "-dict", dict, NULL);
   if (!args)
     return NULL;
   ps_decoder_t *decoder = ps_init(args);
   cmd_ln_free_r(args);      /* the decoder keeps its own reference */
+  if (decoder && open_vocabulary && use_open_vocabulary(self, decoder, lm, dict) != 0) {
+    ps_free(decoder);
+    decoder = NULL;
+  }
   return decoder;
 }
 
@@ -96,7 +172,7 @@ static void rebuild_language_model(pocketsphinx_backend_t *self)
             err.message);
     return;
   }
-  ps_decoder_t *decoder = decoder_new(self->model, lm, dict);
+  ps_decoder_t *decoder = decoder_new(self, lm, dict);
   /* The decoder has read both files; they are not needed again. */
   remove(lm);
   remove(dict);
@@ -238,29 +314,35 @@ static void pocketsphinx_destroy(stt_backend_t **self_p)
 
 stt_backend_t *stt_pocketsphinx_new(stage_error_t *err)
 {
-  const char *model = config_str("STT_MODEL_DIR", "/usr/share/pocketsphinx/model/en-us/en-us");
-  const char *lm = config_str("STT_LM", STT_DEFAULT_LM);
-  const char *dict = config_str("STT_DICT", STT_DEFAULT_DICT);
-  ps_decoder_t *decoder = decoder_new(model, lm, dict);
-  if (!decoder) {
-    stage_error_set(err, "backend_error",
-                    "PocketSphinx could not load its model (STT_MODEL_DIR=%s, STT_LM=%s, "
-                    "STT_DICT=%s).", model, lm, dict);
-    return NULL;
-  }
   pocketsphinx_backend_t *self = calloc(1, sizeof *self);
   if (!self) {
-    ps_free(decoder);
     stage_error_set(err, "backend_error", "Out of memory loading PocketSphinx.");
+    return NULL;
+  }
+  snprintf(self->model, sizeof self->model, "%s",
+           config_str("STT_MODEL_DIR", "/usr/share/pocketsphinx/model/en-us/en-us"));
+  snprintf(self->generic_lm, sizeof self->generic_lm, "%s",
+           config_str("STT_GENERIC_LM", STT_GENERIC_LM));
+  snprintf(self->generic_dict, sizeof self->generic_dict, "%s",
+           config_str("STT_GENERIC_DICT", STT_CMUDICT));
+  self->generic_weight = (float) config_long("STT_GENERIC_LM_PERCENT", DEFAULT_GENERIC_PERCENT,
+                                             0, 90) / 100.0f;
+  const char *lm = config_str("STT_LM", STT_DEFAULT_LM);
+  const char *dict = config_str("STT_DICT", STT_DEFAULT_DICT);
+  self->decoder = decoder_new(self, lm, dict);
+  if (!self->decoder) {
+    stage_error_set(err, "backend_error",
+                    "PocketSphinx could not load its model (STT_MODEL_DIR=%s, STT_LM=%s, "
+                    "STT_DICT=%s, STT_GENERIC_LM=%s, STT_GENERIC_DICT=%s).", self->model, lm,
+                    dict, self->generic_lm, self->generic_dict);
+    free(self);
     return NULL;
   }
   self->base.name = "pocketsphinx";
   self->base.transcribe = pocketsphinx_transcribe;
   self->base.destroy = pocketsphinx_destroy;
-  self->decoder = decoder;
   self->max_audio_ms = (uint32_t) config_long("STT_MAX_AUDIO_MS", DEFAULT_MAX_AUDIO_MS, 1000,
                                               3600000);
-  snprintf(self->model, sizeof self->model, "%s", model);
   snprintf(self->knowledge, sizeof self->knowledge, "%s",
            config_str("KNOWLEDGE_FILE", STT_DEFAULT_KNOWLEDGE));
   snprintf(self->lm_dir, sizeof self->lm_dir, "%s", config_str("STT_LM_DIR", "var/stt"));
