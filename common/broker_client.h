@@ -48,7 +48,8 @@ void broker_client_job_final(broker_client_t *self, const char *job_id);
  * broker_client_job_final() and tells the broker to drop its queued entries and
  * the forwards of a worker still holding it (AVP1 CANCEL). Never waits; 0 when the
  * request was handed to the client thread, -1 otherwise (bad id, or the thread is
- * a thousand requests behind). No status event follows for a cancelled job. */
+ * a thousand requests behind). Status events about the job that reach the broker
+ * after the cancel are not passed on. */
 int broker_client_cancel(broker_client_t *self, const char *job_id);
 
 /* Asks the broker for its per-stage figures, e.g.
