@@ -129,11 +129,20 @@ function addTurn(role, text, answer) {
     item.append(replay);
   }
   ui.conversation.append(item);
-  transcript.push({ role, text });
+  item.turn = { role, text };
+  transcript.push(item.turn);
   ui.logEmpty.hidden = true;
   ui.download.disabled = false;
   item.scrollIntoView({ block: 'nearest' });
   return item;
+}
+
+// Replaces the words of a turn shown by addTurn(): a reply grows while it streams.
+function updateTurn(item, text) {
+  if (!text || item.turn.text === text) return;
+  item.turn.text = text;
+  item.querySelector('.words').textContent = text;
+  item.querySelector('.replay')?.setAttribute('aria-label', `Replay the answer: ${text.slice(0, 80)}`);
 }
 
 function clearLog() {
@@ -474,22 +483,29 @@ ui.videos.forEach((video) => {
 // Begins playing `clips`. Options: `more` (appendClips() will add clips until
 // finishClips()), `onEnd` (called once the last clip has played), `onBlocked`
 // (the browser refused to play with sound: called instead of showing controls).
+// Returns the playback's run, for appendClips() and finishClips().
 function playClips(clips, { more = false, onEnd = null, onBlocked = null } = {}) {
   stopPlayback();
+  const run = player.run;
   player.clips = clips.slice();
   player.finished = !more;
   player.onEnd = onEnd;
   player.onBlocked = onBlocked;
   if (player.clips.length) startNextClip();
+  return run;
 }
 
-function appendClips(clips) {
+// Adds clips to playback `run`; nothing once it was stopped (a barge-in drops
+// the sentences of the answer still arriving, too).
+function appendClips(run, clips) {
+  if (run !== player.run) return;
   player.clips.push(...clips);
   if (!player.playing && player.next < player.clips.length) startNextClip();
   else preloadNextClip();
 }
 
-function finishClips() {
+function finishClips(run) {
+  if (run !== player.run) return;
   player.finished = true;
   if (!player.playing && player.next >= player.clips.length && player.clips.length) endPlayback();
 }
@@ -657,14 +673,15 @@ async function ask(request) {
   }
   let transcriptShown = typed;
   let segmentsQueued = 0; // segments 0 .. segmentsQueued-1 are given to the player
-  let answerLogged = false;
+  let playRun = -1; // the player's run playing them
+  let answerItem = null;
   const answer = {};
   const retry = () => ask(request);
-  // The answer goes into the log when the avatar starts saying it.
+  // The answer goes into the log when the avatar starts saying it, and grows
+  // with the reply: a streamed reply has only its first sentences at first.
   const logAnswer = (reply) => {
-    if (answerLogged || !reply) return;
-    answerLogged = true;
-    addTurn('assistant', reply, answer);
+    if (answerItem) updateTurn(answerItem, reply);
+    else answerItem = addTurn('assistant', reply, answer);
   };
   try {
     const accepted = await submit(request);
@@ -682,11 +699,11 @@ async function ask(request) {
       const streaming = update.state === 'running' || (update.state === 'done' && segmentsQueued > 0);
       const clips = streaming ? readySegments(update.segments, segmentsQueued) : [];
       if (clips.length) {
-        if (segmentsQueued === 0) playClips(clips, { more: true, onEnd: () => answerPlayed(request) });
-        else appendClips(clips);
+        if (segmentsQueued === 0) playRun = playClips(clips, { more: true, onEnd: () => answerPlayed(request) });
+        else appendClips(playRun, clips);
         segmentsQueued += clips.length;
-        logAnswer(update.reply);
       }
+      if (segmentsQueued) logAnswer(update.reply);
     });
     if (!job) return; // superseded
     currentJob = null;
@@ -703,7 +720,7 @@ async function ask(request) {
     Object.assign(answer, job);
     logAnswer(job.reply);
     if (segmentsQueued) {
-      finishClips();
+      finishClips(playRun);
     } else if (job.video_url) {
       playClips([{ url: job.video_url, text: job.reply }], { onEnd: () => answerPlayed(request) });
     } else {
