@@ -14,7 +14,8 @@
  * fewer than 90% of typed or 85% of spoken in-domain questions are answered right,
  * or fewer than 90% of out-of-domain questions get the fallback (EVAL_THRESHOLDS=0
  * only reports, for bench/conversation_quality.sh; EVAL_SPOKEN_THRESHOLDS=0 only
- * reports the spoken ones).
+ * reports the spoken ones, EVAL_SPOKEN_THRESHOLDS=fallback enforces only the spoken
+ * out-of-domain fallback).
  *
  * Environment: EVAL_DIR (the TSV files), KNOWLEDGE_FILE, ESPEAK_NG, FFMPEG, FLITE
  * (optional), EVAL_SPOKEN (0 skips speech), STT_LM/STT_DICT (the model under test). */
@@ -664,15 +665,19 @@ int main(void)
     if (eval_spoken(chat, kb->fallback, &in_domain, &out_of_domain, &spoken_right,
                     &spoken_fallback, &wer) < 0)
       goto done;
-    /* EVAL_SPOKEN_THRESHOLDS=0 reports the spoken figures without failing: the
-     * offline recognizer does not reach them yet (docs/performance.md). */
-    bool enforce_spoken = enforce && strcmp(setting("EVAL_SPOKEN_THRESHOLDS", "1"), "0") != 0;
-    if (enforce && !enforce_spoken)
-      printf("NOT ENFORCED (EVAL_SPOKEN_THRESHOLDS=0): the spoken thresholds below\n");
+    /* EVAL_SPOKEN_THRESHOLDS=0 reports the spoken figures without failing, and
+     * "fallback" fails only on the out-of-domain one: the offline recognizer does not
+     * reach the right-answer threshold yet (docs/performance.md). */
+    const char *spoken_mode = setting("EVAL_SPOKEN_THRESHOLDS", "1");
+    bool enforce_fallback = enforce && strcmp(spoken_mode, "0") != 0;
+    bool enforce_right = enforce_fallback && strcmp(spoken_mode, "fallback") != 0;
+    if (enforce && !enforce_right)
+      printf("NOT ENFORCED (EVAL_SPOKEN_THRESHOLDS=%s): the spoken %sthresholds below\n",
+             spoken_mode, enforce_fallback ? "right-answer " : "");
     ok = check("spoken paraphrases answered right", spoken_right, SPOKEN_MIN_RIGHT,
-               enforce_spoken) && ok;
+               enforce_right) && ok;
     ok = check("spoken out-of-domain fallback", spoken_fallback, OUT_OF_DOMAIN_MIN_FALLBACK,
-               enforce_spoken) && ok;
+               enforce_fallback) && ok;
   }
   exit_code = ok ? 0 : 1;
 done:
