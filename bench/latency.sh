@@ -108,8 +108,10 @@ measure() {
   while [ $run -lt "$5" ]; do
     job=$(submit "$2" "$3" "$4")
     wait_final "$job" | jq -r '[.state, (.timings_ms.first_segment // .timings_ms.total),
-      .timings_ms.total, (.timings_ms.stt // 0), .timings_ms.chat, (.segment_count // 1),
-      ((.timings_ms.queued // 0))] | @tsv' >> "$WORK/$1.tsv"
+      .timings_ms.total, (.timings_ms.stt // 0), (.timings_ms.chat // 0),
+      (.segment_count // 1),
+      ((.segments // []) | map(select(.index == 0))[0].timings_ms.tts // 0),
+      ((.segments // []) | map(select(.index == 0))[0].timings_ms.avatar // 0)] | @tsv' >> "$WORK/$1.tsv"
     run=$((run + 1))
   done
 }
