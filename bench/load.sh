@@ -22,6 +22,9 @@ BASE="http://127.0.0.1:$PORT"
 export BROKER_BIND="tcp://127.0.0.1:$((PORT + 1))" BROKER_ENDPOINT="tcp://127.0.0.1:$((PORT + 1))"
 export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" LOG_LEVEL=warn
 export GATEWAY_RATE_PER_MIN=0 GATEWAY_POLL_RATE_PER_MIN=0 GATEWAY_MAX_CONNECTIONS=1024 GATEWAY_MAX_CONNECTIONS_PER_IP=0
+# The same question over and over: without this, every answer after the first
+# would come from the answer cache and the stages would sit idle.
+export ANSWER_CACHE_MAX=${ANSWER_CACHE_MAX:-0} CHAT_CACHE_MAX=${CHAT_CACHE_MAX:-0}
 
 cleanup() {
   kill ${sampler:-} 2>/dev/null || true

@@ -21,6 +21,8 @@ export AVATAR_SIZE=${AVATAR_SIZE:-128} AVATAR_FPS=${AVATAR_FPS:-10}
 export JOB_DEADLINE_MS=${JOB_DEADLINE_MS:-60000} BROKER_QUEUE_MAX=${BROKER_QUEUE_MAX:-1000}
 # One client submits and polls everything here: no per-client rate limits.
 export GATEWAY_RATE_PER_MIN=0 GATEWAY_POLL_RATE_PER_MIN=0 GATEWAY_MAX_CONNECTIONS_PER_IP=0
+# Every job goes through every stage while workers die: no answer from a cache.
+export ANSWER_CACHE_MAX=0 CHAT_CACHE_MAX=0
 STAGES="stt chat tts avatar"
 
 n=0 failures=0
