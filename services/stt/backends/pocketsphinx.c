@@ -41,7 +41,7 @@
 enum {
   SPHINX_SAMPLE_RATE = 16000,   /* what the en-us acoustic model was trained on */
   DEFAULT_MAX_AUDIO_MS = 60000,
-  DEFAULT_GENERIC_PERCENT = 30, /* chosen from the eval, docs/performance.md */
+  DEFAULT_GENERIC_PERCENT = 5,  /* docs/performance.md "Conversation quality" */
   SILENCE_PEAK = 200            /* below -44 dBFS peak nothing can be recognized */
 };
 
