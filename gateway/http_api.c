@@ -149,6 +149,9 @@ static enum MHD_Result queue(struct MHD_Connection *connection, request_t *reque
   if (result == MHD_YES) {
     request->status = status;
     conn_guard_responding(request->api->guard, request->guard);
+    /* Counted before the response leaves: a client that reads /metrics right
+     * after its answer must find that answer counted. */
+    metrics_http_request(request->api->config.metrics, route_names[request->route], status);
   }
   return result;
 }
@@ -1261,8 +1264,6 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **re
   if (reason != MHD_REQUEST_TERMINATED_COMPLETED_OK)
     cJSON_AddBoolToObject(fields, "aborted", true);
   log_event(LOG_INFO, "http_request", fields);
-  if (request->status)
-    metrics_http_request(api->config.metrics, route_names[request->route], request->status);
   conn_guard_request_done(api->guard, request->guard);
   if (request->form)
     MHD_destroy_post_processor(request->form);
