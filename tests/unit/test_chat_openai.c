@@ -16,12 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "chat_backend.h"
+#include "chat_stream_check.h"
 #include "fake_http.h"
 #include "llm.h"
-#include "sentence_stream.h"
 
 #define KEY "sk-local-llama-key-0123456789"
 
@@ -252,86 +251,6 @@ static void test_settings_stop_the_service(void **state)
 #define STREAMED_ANSWER(heard) "Llama heard: " heard ". I can help with that in a few short " \
   "sentences. Our team is happy to help \xe2\x80\x94 ask me anything else you would like to know."
 
-/* What a streamed answer handed on: the pieces joined, and the sentences cut from
- * them as the chat stage cuts them. */
-typedef struct {
-  char text[4096];
-  size_t len;
-  size_t pieces;
-  size_t sentences;
-  size_t len_at_first_sentence;   /* bytes handed on when the first sentence was complete */
-  struct timespec started;
-  long first_sentence_ms;
-  sentence_stream_t *cutter;
-} streamed_t;
-
-static long ms_since(const struct timespec *t0)
-{
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
-static int on_sentence(void *arg, const char *text, size_t size, size_t index, bool last,
-                       stage_error_t *err)
-{
-  (void) text, (void) size, (void) last, (void) err;
-  streamed_t *streamed = arg;
-  if (index == 0) {
-    streamed->len_at_first_sentence = streamed->len;
-    streamed->first_sentence_ms = ms_since(&streamed->started);
-  }
-  streamed->sentences++;
-  return 0;
-}
-
-static int on_text(void *arg, const char *text, size_t size, stage_error_t *err)
-{
-  streamed_t *streamed = arg;
-  assert_true(size > 0);
-  assert_true(streamed->len + size < sizeof streamed->text);
-  memcpy(streamed->text + streamed->len, text, size);
-  streamed->len += size;
-  streamed->text[streamed->len] = '\0';
-  streamed->pieces++;
-  return sentence_stream_feed(streamed->cutter, text, size, err);
-}
-
-/* Asks with a stream; returns the reply (caller frees) or NULL with `err`. */
-static char *ask_streamed(fixture_t *f, const char *outcomes, const char *question,
-                          streamed_t *streamed, stage_error_t *err)
-{
-  assert_int_equal(fake_server_push_outcome(f->server, outcomes), 0);
-  memset(streamed, 0, sizeof *streamed);
-  streamed->cutter = sentence_stream_new(32, on_sentence, streamed);
-  assert_non_null(streamed->cutter);
-  clock_gettime(CLOCK_MONOTONIC, &streamed->started);
-  char *reply = NULL;
-  int rc = f->chat->reply_stream(f->chat, question, NULL, 0, on_text, streamed, &reply, err);
-  assert_int_equal(rc == 0, reply != NULL);
-  if (rc == 0)
-    assert_int_equal(sentence_stream_finish(streamed->cutter, err), 0);
-  sentence_stream_destroy(&streamed->cutter);
-  printf("# stream %s: %zu pieces, %zu sentences, first after %ld ms, whole after %ld ms%s%s\n",
-         outcomes, streamed->pieces, streamed->sentences, streamed->first_sentence_ms,
-         ms_since(&streamed->started), rc ? ": " : "", rc ? err->message : "");
-  return reply;
-}
-
-/* The reply is `expected`, and the pieces handed on were exactly it. */
-static void expect_streamed(fixture_t *f, const char *outcomes, const char *question,
-                            const char *expected)
-{
-  streamed_t streamed;
-  stage_error_t err = {0};
-  char *reply = ask_streamed(f, outcomes, question, &streamed, &err);
-  if (!reply)
-    fail_msg("%s: %s", outcomes, err.message);
-  assert_string_equal(reply, expected);
-  assert_string_equal(streamed.text, expected);
-  free(reply);
-}
-
 static void test_stream_sentences_go_on_before_the_end(void **state)
 {
   fixture_t *f = *state;
@@ -339,7 +258,7 @@ static void test_stream_sentences_go_on_before_the_end(void **state)
   const char *expected = STREAMED_ANSWER("what are your office hours");
   streamed_t streamed;
   stage_error_t err = {0};
-  char *reply = ask_streamed(f, "pause", "what are your office hours", &streamed, &err);
+  char *reply = ask_streamed(f->server, f->chat, "pause", "what are your office hours", &streamed, &err);
   if (!reply)
     fail_msg("pause: %s", err.message);
   assert_string_equal(reply, expected);
@@ -361,24 +280,24 @@ static void test_stream_shapes(void **state)
 {
   fixture_t *f = *state;
   const char *fallback = "I'm sorry, I can't help with that. I can answer questions";
-  expect_streamed(f, "ok", "hello", STREAMED_ANSWER("hello"));
-  expect_streamed(f, "crlf", "hello", STREAMED_ANSWER("hello"));
-  expect_streamed(f, "trickle", "hi", STREAMED_ANSWER("hi"));
-  expect_streamed(f, "think", "hi", STREAMED_ANSWER("hi"));
-  expect_streamed(f, "length", "hi", STREAMED_ANSWER("hi"));
-  expect_streamed(f, "filter", "something rude", LLM_BLOCKED_REPLY);
+  expect_streamed(f->server, f->chat, "ok", "hello", STREAMED_ANSWER("hello"));
+  expect_streamed(f->server, f->chat, "crlf", "hello", STREAMED_ANSWER("hello"));
+  expect_streamed(f->server, f->chat, "trickle", "hi", STREAMED_ANSWER("hi"));
+  expect_streamed(f->server, f->chat, "think", "hi", STREAMED_ANSWER("hi"));
+  expect_streamed(f->server, f->chat, "length", "hi", STREAMED_ANSWER("hi"));
+  expect_streamed(f->server, f->chat, "filter", "something rude", LLM_BLOCKED_REPLY);
   const char *silent[] = {"null", "empty"};
   for (size_t i = 0; i < 2; i++) {
     streamed_t streamed;
     stage_error_t err = {0};
-    char *reply = ask_streamed(f, silent[i], "say nothing", &streamed, &err);
+    char *reply = ask_streamed(f->server, f->chat, silent[i], "say nothing", &streamed, &err);
     assert_non_null(reply);
     assert_string_equal(streamed.text, reply);
     assert_memory_equal(reply, fallback, strlen(fallback));
     free(reply);
   }
   /* Errors before the stream began are retried as for whole answers. */
-  expect_streamed(f, "503 ok", "hello", STREAMED_ANSWER("hello"));
+  expect_streamed(f->server, f->chat, "503 ok", "hello", STREAMED_ANSWER("hello"));
 }
 
 /* A stream that breaks off fails the answer, also after sentences went on. */
@@ -388,7 +307,7 @@ static void expect_stream_error(fixture_t *f, const char *outcome, const char *p
   streamed_t streamed;
   stage_error_t err = {0};
   fake_server_clear(f->server);
-  char *reply = ask_streamed(f, outcome, "what are your office hours", &streamed, &err);
+  char *reply = ask_streamed(f->server, f->chat, outcome, "what are your office hours", &streamed, &err);
   assert_null(reply);
   assert_string_equal(err.code, "backend_error");
   assert_non_null(strstr(err.message, part));
@@ -408,7 +327,7 @@ static void test_stream_failures(void **state)
   fake_server_clear(f->server);
   streamed_t streamed;
   stage_error_t err = {0};
-  assert_null(ask_streamed(f, "500 500 500", "hello", &streamed, &err));
+  assert_null(ask_streamed(f->server, f->chat, "500 500 500", "hello", &streamed, &err));
   assert_non_null(strstr(err.message, "HTTP 500: llama_decode failed"));
   assert_int_equal(streamed.len, 0);
 }
