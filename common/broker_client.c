@@ -27,6 +27,7 @@
 
 #define STATUS_WINDOW 256          /* status events the broker may send ahead */
 #define PENDING_GRACE_MS 2000      /* past the deadline before we give up on a job */
+#define RETRY_AFTER_MAX_MS 3600000 /* a longer estimate from the broker is capped */
 
 typedef struct {
   char job_id[AVP_JOB_ID_MAX];     /* set in copies; the table's key otherwise */
@@ -459,8 +460,20 @@ broker_submit_result_t broker_client_submit(broker_client_t *self, const char *s
                                             const uint8_t *job, size_t size,
                                             int timeout_ms, char *reason, size_t reason_size)
 {
+  int64_t retry_after_ms;
+  return broker_client_submit_timed(self, stage, job_id, deadline_ms, job, size, timeout_ms,
+                                    reason, reason_size, &retry_after_ms);
+}
+
+broker_submit_result_t broker_client_submit_timed(broker_client_t *self, const char *stage,
+                                                  const char *job_id, int64_t deadline_ms,
+                                                  const uint8_t *job, size_t size,
+                                                  int timeout_ms, char *reason,
+                                                  size_t reason_size, int64_t *retry_after_ms)
+{
   if (reason_size)
     reason[0] = '\0';
+  *retry_after_ms = 0;
   pending_t *pending = calloc(1, sizeof *pending);
   if (!pending || strlen(stage) >= sizeof pending->stage || strlen(job_id) >= AVP_JOB_ID_MAX ||
       !(pending->payload = zframe_new(job, size))) {
@@ -504,6 +517,10 @@ broker_submit_result_t broker_client_submit(broker_client_t *self, const char *s
     if (why && reason_size)
       snprintf(reason, reason_size, "%s", why);
     zstr_free(&why);
+    /* Optional: a broker from before admission estimates sends no such frame. */
+    uint64_t retry = 0;
+    if (zmsg_size(reply) && avp_pop_uint(reply, &retry))
+      *retry_after_ms = retry < RETRY_AFTER_MAX_MS ? (int64_t) retry : RETRY_AFTER_MAX_MS;
   }
   zstr_free(&command);
   zmsg_destroy(&reply);

@@ -21,7 +21,8 @@ typedef void (broker_status_fn)(void *arg, const uint8_t *status, size_t size);
 
 typedef enum {
   BROKER_ACK = 0,          /* queued */
-  BROKER_NACK_FULL = 1,    /* the stage queue is full: answer 503 + Retry-After */
+  BROKER_NACK_FULL = 1,    /* refused (a queue is full, or the job would wait past its
+                              deadline): answer 503 + Retry-After */
   BROKER_UNAVAILABLE = 2,  /* no answer from the broker in time */
 } broker_submit_result_t;
 
@@ -40,6 +41,15 @@ broker_submit_result_t broker_client_submit(broker_client_t *self, const char *s
                                             const char *job_id, int64_t deadline_ms,
                                             const uint8_t *job, size_t size,
                                             int timeout_ms, char *reason, size_t reason_size);
+
+/* broker_client_submit, and on BROKER_NACK_FULL sets *retry_after_ms to the broker's
+ * estimate of when it would admit a job again (at most an hour; 0 when the NACK
+ * carried none, e.g. for a deadline that had passed). */
+broker_submit_result_t broker_client_submit_timed(broker_client_t *self, const char *stage,
+                                                  const char *job_id, int64_t deadline_ms,
+                                                  const uint8_t *job, size_t size,
+                                                  int timeout_ms, char *reason,
+                                                  size_t reason_size, int64_t *retry_after_ms);
 
 /* The job reached done or failed: forget it (no more re-submission). */
 void broker_client_job_final(broker_client_t *self, const char *job_id);

@@ -37,7 +37,8 @@
 #define FORM_OVERHEAD_MAX (64 * 1024)
 #define FORM_FIELD_MAX 128
 #define POST_BUFFER_SIZE (16 * 1024)
-#define SUBMIT_RETRY_AFTER_FULL "2"
+#define SUBMIT_RETRY_AFTER_FULL "2"  /* when the broker gave no estimate of its own */
+#define SUBMIT_RETRY_AFTER_MAX_S 3600
 #define SUBMIT_RETRY_AFTER_UNAVAILABLE "5"
 #define HEALTH_INFO_TIMEOUT_MS 1000
 #define METRICS_INFO_TIMEOUT_MS 500
@@ -559,13 +560,19 @@ static enum MHD_Result respond_accepted(struct MHD_Connection *connection, reque
   return queue(connection, request, MHD_HTTP_ACCEPTED, response);
 }
 
+/* `retry_after_s` is the broker's estimate of when it admits work again (0: none). */
 static enum MHD_Result respond_refused(struct MHD_Connection *connection, request_t *request,
-                                       broker_submit_result_t result)
+                                       broker_submit_result_t result, unsigned retry_after_s)
 {
-  if (result == BROKER_NACK_FULL)
+  if (result == BROKER_NACK_FULL) {
+    char retry_after[16];
+    snprintf(retry_after, sizeof retry_after, "%u",
+             retry_after_s > SUBMIT_RETRY_AFTER_MAX_S ? SUBMIT_RETRY_AFTER_MAX_S : retry_after_s);
     return respond_error_with(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded",
                               "The service is busy right now; please try again in a moment.",
-                              MHD_HTTP_HEADER_RETRY_AFTER, SUBMIT_RETRY_AFTER_FULL);
+                              MHD_HTTP_HEADER_RETRY_AFTER,
+                              retry_after_s ? retry_after : SUBMIT_RETRY_AFTER_FULL);
+  }
   return respond_error_with(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
                             "The answering service cannot be reached right now; please try again soon.",
                             MHD_HTTP_HEADER_RETRY_AFTER, SUBMIT_RETRY_AFTER_UNAVAILABLE);
@@ -602,8 +609,13 @@ static enum MHD_Result submit(http_api_t *api, struct MHD_Connection *connection
     return respond_internal(connection, request);
   }
   const pipeline_t *pipeline = config->pipeline;
-  broker_submit_result_t result = pipeline->submit(pipeline->arg, submission->stage, job_id,
-                                                   deadline_ms, packed, packed_size);
+  unsigned retry_after_s = 0;
+  broker_submit_result_t result =
+    pipeline->submit_timed
+      ? pipeline->submit_timed(pipeline->arg, submission->stage, job_id, deadline_ms, packed,
+                               packed_size, &retry_after_s)
+      : pipeline->submit(pipeline->arg, submission->stage, job_id, deadline_ms, packed,
+                         packed_size);
   free(packed);
 
   cJSON *fields = cJSON_CreateObject();
@@ -620,7 +632,7 @@ static enum MHD_Result submit(http_api_t *api, struct MHD_Connection *connection
      * this job on its own later (it keeps unanswered jobs for that). */
     pipeline->job_final(pipeline->arg, job_id);
     job_store_remove(config->jobs, job_id);
-    return respond_refused(connection, request, result);
+    return respond_refused(connection, request, result, retry_after_s);
   }
   return respond_accepted(connection, request, job_id, session_id);
 }
@@ -640,7 +652,7 @@ static enum MHD_Result handle_greeting(http_api_t *api, struct MHD_Connection *c
   int status = 0;
   cJSON *body = greeting_get(api->config.greeting, character ? character : "", &status);
   if (!body)
-    return respond_refused(connection, request, BROKER_UNAVAILABLE);
+    return respond_refused(connection, request, BROKER_UNAVAILABLE, 0);
   return respond_json(connection, request, (unsigned) status, body);
 }
 

@@ -8,6 +8,7 @@
  * deadline) so that late forwards and status events of the job are dropped. */
 #include "broker.h"
 
+#include "admission.h"
 #include "clock.h"
 #include "config.h"
 #include "curve.h"
@@ -40,6 +41,7 @@ typedef struct {
   zlistx_t *idle;            /* peer_t* ready for work (status: with credit) */
   size_t workers;
   int timeout_ms;            /* longest a worker may hold one of its jobs */
+  service_time_t service;    /* recent dispatch-to-DONE time of one entry */
 } stage_t;
 
 typedef struct {
@@ -56,8 +58,8 @@ typedef struct {
 } peer_t;
 
 typedef struct {
-  uint64_t frames_dropped, jobs_submitted, jobs_nacked, jobs_dispatched, jobs_forwarded,
-    jobs_requeued, jobs_timed_out, jobs_worker_lost, jobs_cancelled, cancelled_dropped,
+  uint64_t frames_dropped, jobs_submitted, jobs_nacked, jobs_nacked_wait, jobs_dispatched,
+    jobs_forwarded, jobs_requeued, jobs_timed_out, jobs_worker_lost, jobs_cancelled, cancelled_dropped,
     status_events, status_dropped;
 } counters_t;
 
@@ -79,6 +81,7 @@ int broker_config_from_env(broker_config_t *cfg)
 {
   snprintf(cfg->endpoint, sizeof cfg->endpoint, "%s", config_str("BROKER_BIND", "tcp://*:5555"));
   cfg->queue_max = (size_t) config_long("BROKER_QUEUE_MAX", 100, 1, 1000000);
+  cfg->admit_percent = (unsigned) config_long("BROKER_ADMIT_PERCENT", 50, 0, 100);
   cfg->status_queue_max = (size_t) config_long("BROKER_STATUS_QUEUE_MAX", 10000, 10, 10000000);
   cfg->max_attempts = (uint32_t) config_long("BROKER_MAX_ATTEMPTS", 3, 1, 100);
   cfg->heartbeat_ms = (int) config_long("BROKER_HEARTBEAT_MS", AVP_HEARTBEAT_MS, 10, 60000);
@@ -236,11 +239,15 @@ static void send_to_identity(broker_t *self, zframe_t *identity, zmsg_t **msg_p)
   }
 }
 
-static void reply_nack(broker_t *self, zframe_t *identity, const char *job_id, const char *reason)
+/* NACK job_id reason retry_after_ms: the last frame is when the broker expects to
+ * admit a job again (0: it has no estimate). */
+static void reply_nack(broker_t *self, zframe_t *identity, const char *job_id, const char *reason,
+                       int64_t retry_after_ms)
 {
   self->count.jobs_nacked++;
   zmsg_t *msg = avp_msg_new(AVP_NACK);
-  if (!msg || zmsg_addstr(msg, job_id) || zmsg_addstr(msg, reason)) {
+  if (!msg || zmsg_addstr(msg, job_id) || zmsg_addstr(msg, reason) ||
+      avp_add_uint(msg, (uint64_t) (retry_after_ms > 0 ? retry_after_ms : 0))) {
     zmsg_destroy(&msg);
     return;
   }
@@ -608,6 +615,48 @@ static stage_t *full_stage(broker_t *self)
   return NULL;
 }
 
+/* What `stage` holds now, for the admission estimate. Until the stage's first DONE
+ * its service time is the age of the oldest entry a worker holds: a lower bound,
+ * so that a slow first job counts while it is still running. */
+static stage_load_t stage_load(broker_t *self, const stage_t *stage, int64_t now_mono)
+{
+  stage_load_t load = {.queued = zlistx_size(stage->queue), .workers = stage->workers,
+                       .service_ms = stage->service.average_ms};
+  for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers))
+    if (peer->in_flight && !strcmp(peer->stage, stage->name) && !stage->service.samples &&
+        now_mono - peer->in_flight->dispatched_ms > load.service_ms)
+      load.service_ms = (double) (now_mono - peer->in_flight->dispatched_ms);
+  for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
+    if (!peer->in_flight || strcmp(peer->stage, stage->name) != 0)
+      continue;
+    double left = load.service_ms - (double) (now_mono - peer->in_flight->dispatched_ms);
+    if (left > 0)
+      load.in_flight_ms += left;
+  }
+  return load;
+}
+
+/* How long a job submitted now would wait behind the work in every job stage. */
+static int64_t estimated_wait_ms(broker_t *self)
+{
+  stage_load_t loads[MAX_STAGES];
+  size_t count = 0;
+  int64_t now_mono = clock_mono_ms();
+  for (stage_t *stage = zhashx_first(self->stages); stage && count < MAX_STAGES;
+       stage = zhashx_next(self->stages))
+    if (strcmp(stage->name, AVP_STATUS_STAGE) != 0)
+      loads[count++] = stage_load(self, stage, now_mono);
+  return admission_wait_ms(loads, count);
+}
+
+/* When a full stage should have room again: one entry's service time shared by its
+ * workers, at least a second. */
+static int64_t full_retry_after_ms(const stage_t *stage)
+{
+  double drain_ms = stage->service.average_ms / (double) (stage->workers ? stage->workers : 1);
+  return drain_ms > 1000.0 ? (int64_t) drain_ms : 1000;
+}
+
 static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
 {
   char stage_name[AVP_STAGE_MAX], job_id[AVP_JOB_ID_MAX];
@@ -620,20 +669,30 @@ static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
   stage_t *stage = well_formed && strcmp(stage_name, AVP_STATUS_STAGE) != 0
                      ? stage_require(self, stage_name)
                      : NULL;
-  char reason[128];
+  char reason[160];
   stage_t *full = stage ? full_stage(self) : NULL;
   if (!well_formed) {
     zframe_destroy(&payload);
     return false;
   }
+  int64_t remaining_ms = (int64_t) deadline - clock_wall_ms();
+  int64_t wait_ms = stage && !full && remaining_ms > 0 ? estimated_wait_ms(self) : 0;
+  int64_t retry_after_ms = 0;
   if (!stage)
     snprintf(reason, sizeof reason, "unknown stage");
-  else if ((int64_t) deadline <= clock_wall_ms())
+  else if (remaining_ms <= 0)
     snprintf(reason, sizeof reason, "the job's deadline has already passed");
-  else if (full)
+  else if (full) {
     snprintf(reason, sizeof reason, "the %s queue is full (%zu jobs waiting)", full->name,
              zlistx_size(full->queue));
-  else {
+    retry_after_ms = full_retry_after_ms(full);
+  } else if (!admission_admits(wait_ms, remaining_ms, self->cfg.admit_percent, &retry_after_ms)) {
+    snprintf(reason, sizeof reason,
+             "the job would wait about %.1f s in the queues, more than %u%% of the %.1f s "
+             "before its deadline", (double) wait_ms / 1000.0, self->cfg.admit_percent,
+             (double) remaining_ms / 1000.0);
+    self->count.jobs_nacked_wait++;
+  } else {
     entry_t *entry = entry_new(job_id, stage_name, (int64_t) deadline, &payload);
     if (entry && zlistx_add_end(stage->queue, entry)) {
       self->count.jobs_submitted++;
@@ -648,7 +707,7 @@ static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
     snprintf(reason, sizeof reason, "the broker is out of memory");
   }
   zframe_destroy(&payload);
-  reply_nack(self, identity, job_id, reason);
+  reply_nack(self, identity, job_id, reason, retry_after_ms);
   return true;
 }
 
@@ -689,8 +748,13 @@ static bool on_result(broker_t *self, zframe_t *identity, zmsg_t *msg, bool done
     forward_job(self, job_id, next, (int64_t) deadline, &payload);
   zframe_destroy(&payload);
   if (done) {
-    if (holds_it)
+    if (holds_it) {
+      /* A cancelled or late job kept its worker busy all the same: it counts. */
+      stage_t *stage = zhashx_lookup(self->stages, peer->in_flight->stage);
+      if (stage)
+        service_time_add(&stage->service, clock_mono_ms() - peer->in_flight->dispatched_ms);
       entry_destroy(&peer->in_flight);
+    }
     if (!peer->in_flight)
       peer_set_idle(self, peer, true);
   }
@@ -815,7 +879,13 @@ static void on_info(broker_t *self, zframe_t *identity)
       queued_bytes += zframe_size(entry->payload);
     cJSON_AddNumberToObject(item, "queued_bytes", (double) queued_bytes);
     cJSON_AddNumberToObject(item, "in_flight", (double) in_flight);
+    if (strcmp(stage->name, AVP_STATUS_STAGE) != 0)
+      cJSON_AddNumberToObject(item, "service_ms", stage->service.average_ms);
   }
+  /* What a submission now would be told: its wait, against BROKER_ADMIT_PERCENT. */
+  cJSON *admission = cJSON_AddObjectToObject(info, "admission");
+  cJSON_AddNumberToObject(admission, "wait_ms", (double) estimated_wait_ms(self));
+  cJSON_AddNumberToObject(admission, "percent", (double) self->cfg.admit_percent);
   cJSON *workers = cJSON_AddObjectToObject(info, "worker_counters");
   for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
     if (!peer->counters || !peer->stage[0])
@@ -831,6 +901,7 @@ static void on_info(broker_t *self, zframe_t *identity)
   cJSON_AddNumberToObject(counters, "frames_dropped", (double) c->frames_dropped);
   cJSON_AddNumberToObject(counters, "jobs_submitted", (double) c->jobs_submitted);
   cJSON_AddNumberToObject(counters, "jobs_nacked", (double) c->jobs_nacked);
+  cJSON_AddNumberToObject(counters, "jobs_nacked_wait", (double) c->jobs_nacked_wait);
   cJSON_AddNumberToObject(counters, "jobs_dispatched", (double) c->jobs_dispatched);
   cJSON_AddNumberToObject(counters, "jobs_forwarded", (double) c->jobs_forwarded);
   cJSON_AddNumberToObject(counters, "jobs_requeued", (double) c->jobs_requeued);

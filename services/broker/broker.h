@@ -1,5 +1,6 @@
 /* broker: the pipeline's queue. One ROUTER socket; a bounded, load-balanced queue
- * per stage; credit-based dispatch (one job per idle worker); heartbeats both ways;
+ * per stage; admission that refuses a job which would wait past its deadline;
+ * credit-based dispatch (one job per idle worker); heartbeats both ways;
  * re-queue of a dead worker's job up to an attempt limit; per-job deadlines; status
  * events queued for the gateways. docs/protocol.md is the specification. */
 #ifndef BROKER_H
@@ -12,6 +13,8 @@
 typedef struct {
   char endpoint[256];        /* where the ROUTER binds, e.g. "tcp://0.0.0.0:5555" */
   size_t queue_max;          /* jobs waiting per stage before SUBMIT is NACKed */
+  unsigned admit_percent;    /* SUBMIT is NACKed when the job's estimated wait exceeds
+                                this share of the time to its deadline; 0 = off */
   size_t status_queue_max;   /* status events kept for slow gateways (oldest dropped) */
   uint32_t max_attempts;     /* dispatches of one job before it fails */
   int heartbeat_ms;          /* interval; a peer silent for 3 intervals is dead */
@@ -22,8 +25,8 @@ typedef struct {
   char curve_clients[4096];  /* comma-separated Z85 public keys allowed to connect */
 } broker_config_t;
 
-/* Fills `cfg` from BROKER_BIND, BROKER_QUEUE_MAX, BROKER_STATUS_QUEUE_MAX,
- * BROKER_MAX_ATTEMPTS, BROKER_HEARTBEAT_MS, BROKER_MAX_MSG_BYTES,
+/* Fills `cfg` from BROKER_BIND, BROKER_QUEUE_MAX, BROKER_ADMIT_PERCENT,
+ * BROKER_STATUS_QUEUE_MAX, BROKER_MAX_ATTEMPTS, BROKER_HEARTBEAT_MS, BROKER_MAX_MSG_BYTES,
  * BROKER_CURVE_SECRET_KEY and BROKER_CURVE_CLIENT_KEYS. Returns -1 (logged) when
  * the CURVE settings are not valid keys. */
 int broker_config_from_env(broker_config_t *cfg);
