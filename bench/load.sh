@@ -4,8 +4,9 @@
 # submissions (LOAD_SUBMIT_PER_S per second) against the local system. Prints
 # polls/s with p50/p99 latency, submissions accepted vs answered 429/503, every
 # process's RSS at start and end (and every LOAD_SAMPLE_S seconds in between, with
-# the broker's queue depths, which is where its memory goes), and how many
-# accepted jobs never ended (lost). Figures, not assertions.
+# the broker's queue depths, which is where its memory goes, and the gateway's heap
+# in use and held free), how the accepted jobs ended (done, failed by error code)
+# and how many never ended (lost). Figures, not assertions.
 #   bench/load.sh [BUILD_DIR]
 set -eu
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -45,11 +46,18 @@ done
 
 rss() { while read -r name pid; do printf '%s=%s ' "$name" "$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")"; done < "$WORK/pids"; }
 queues() { curl -s "$BASE/metrics" | sed -n 's/^gateway_stage_queue_depth{stage="\(.*\)"} /\1=/p' | tr '\n' ' '; }
-echo "RSS kB at start: $(rss)"
-( t=0; while sleep "$SAMPLE"; do t=$((t + SAMPLE)); echo "t=${t}s RSS kB: $(rss) queued: $(queues)"; done ) &
+# How jobs ended, from the gateway's counters (records may have expired by the end):
+# "state:code count" lines; the run's are the difference from before the run.
+ends() { curl -s "$BASE/metrics" | sed -n 's/^gateway_jobs_total{state="\([a-z]*\)",error_code="\([a-z_]*\)"} /\1:\2 /p'; }
+heap() { curl -s "$BASE/metrics" | awk '/^gateway_heap_(in_use|free)_bytes / { sub("gateway_heap_", "", $1); sub("_bytes", "", $1); printf "%s=%d ", $1, $2 / 1024 }'; }
+echo "RSS kB at start: $(rss) gateway heap kB: $(heap)"
+( t=0; while sleep "$SAMPLE"; do t=$((t + SAMPLE)); echo "t=${t}s RSS kB: $(rss) queued: $(queues) gateway heap kB: $(heap)"; done ) &
 sampler=$!
 
 first=$(curl -s -X POST "$BASE/api/ask" -H 'Content-Type: application/json' -d '{"text":"hello"}' | jq -r .job_id)
+i=0
+until [ "$(curl -s "$BASE/api/jobs/$first" | jq -r .state)" = done ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
+ends > "$WORK/ends.before"
 cat > "$WORK/poll.lua" <<EOF
 request = function() return wrk.format("GET", "/api/jobs/$first") end
 EOF
@@ -73,7 +81,7 @@ wrk -t 2 -c "$POLLERS" -d "${SECONDS_TOTAL}s" --latency -s "$WORK/poll.lua" "$BA
 wait "$submitter"
 kill "$sampler" 2>/dev/null || true
 sleep 5
-echo "RSS kB at end:   $(rss)"
+echo "RSS kB at end:   $(rss) gateway heap kB: $(heap)"
 
 echo "polls/s: $(awk '/Requests\/sec/ { print $2 }' "$WORK/wrk.txt")"
 echo "poll latency p50: $(awk '$1 == "50%" { print $2 }' "$WORK/wrk.txt")  p99: $(awk '$1 == "99%" { print $2 }' "$WORK/wrk.txt")"
@@ -83,9 +91,12 @@ deadline=$(( $(date +%s) + 65 ))
 while :; do
   open=0
   while read -r job; do
-    case $(curl -s "$BASE/api/jobs/$job" | jq -r .state) in done | failed) ;; *) open=$((open + 1)) ;; esac
+    # null: the record expired (JOB_TTL_S) after its job ended.
+    case $(curl -s "$BASE/api/jobs/$job" | jq -r .state) in done | failed | null) ;; *) open=$((open + 1)) ;; esac
   done < "$WORK/accepted"
   [ "$open" -eq 0 ] || [ "$(date +%s)" -ge "$deadline" ] && break
   sleep 2
 done
-echo "jobs: done $(for j in $(cat "$WORK/accepted"); do curl -s "$BASE/api/jobs/$j" | jq -r .state; done | grep -c '^done$' || true), lost $open"
+ends > "$WORK/ends.after"
+echo "jobs: $(awk 'NR == FNR { before[$1] = $2; next } { n = $2 - before[$1]; sub(/:$/, "", $1); if (n) printf "%s %d, ", $1, n }' "$WORK/ends.before" "$WORK/ends.after")lost $open"
+echo "RSS kB after the last job: $(rss) gateway heap kB: $(heap)"

@@ -478,6 +478,9 @@ static enum MHD_Result handle_metrics(http_api_t *api, struct MHD_Connection *co
 {
   const pipeline_t *pipeline = api->config.pipeline;
   cJSON *info = pipeline->info(pipeline->arg, METRICS_INFO_TIMEOUT_MS);
+  size_t sessions;
+  if (session_store_count(api->config.sessions, &sessions))
+    metrics_set_sessions(api->config.metrics, sessions);
   char *text = metrics_render(api->config.metrics, info);
   cJSON_Delete(info);
   if (!text)
@@ -632,6 +635,10 @@ static enum MHD_Result submit(http_api_t *api, struct MHD_Connection *connection
      * this job on its own later (it keeps unanswered jobs for that). */
     pipeline->job_final(pipeline->arg, job_id);
     job_store_remove(config->jobs, job_id);
+    /* A session opened for this request alone is known to nobody now: without this,
+     * every refused first question left an empty session behind for SESSION_TTL_S. */
+    if (!requested || !*requested)
+      session_store_delete(config->sessions, session_id, now_ms);
     return respond_refused(connection, request, result, retry_after_s);
   }
   return respond_accepted(connection, request, job_id, session_id);

@@ -3,6 +3,7 @@
  * that fills up folds new labels into "other" instead of growing. */
 #include "metrics.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -54,6 +55,8 @@ struct metrics {
   uint64_t upload_bytes;
   uint64_t cache_hits;
   uint64_t cache_misses;
+  bool sessions_known;    /* false until metrics_set_sessions */
+  size_t sessions;
 };
 
 metrics_t *metrics_new(void)
@@ -316,7 +319,44 @@ static void render_broker(const cJSON *broker_info, text_t *out)
   for (size_t i = 0; i < PIPELINE_STAGE_COUNT; i++)
     append(out, "gateway_stage_workers{stage=\"%s\"} %.0f\n", pipeline_stages[i],
            stage_figure(broker_info, pipeline_stages[i], "workers"));
+  append(out, "# HELP gateway_stage_service_ms Recent time one job keeps a worker busy "
+              "(the broker's moving average), by stage.\n"
+              "# TYPE gateway_stage_service_ms gauge\n");
+  for (size_t i = 0; i < PIPELINE_STAGE_COUNT; i++)
+    append(out, "gateway_stage_service_ms{stage=\"%s\"} %.0f\n", pipeline_stages[i],
+           stage_figure(broker_info, pipeline_stages[i], "service_ms"));
+  const cJSON *wait = cJSON_GetObjectItemCaseSensitive(
+    cJSON_GetObjectItemCaseSensitive(broker_info, "admission"), "wait_ms");
+  if (cJSON_IsNumber(wait))
+    append(out, "# HELP gateway_admission_wait_ms How long the broker estimates a job "
+                "submitted now would wait.\n"
+                "# TYPE gateway_admission_wait_ms gauge\ngateway_admission_wait_ms %.0f\n",
+           wait->valuedouble);
   render_broker_counters(broker_info, out);
+}
+
+void metrics_set_sessions(metrics_t *self, size_t sessions)
+{
+  pthread_mutex_lock(&self->lock);
+  self->sessions = sessions;
+  self->sessions_known = true;
+  pthread_mutex_unlock(&self->lock);
+}
+
+/* glibc's malloc figures: what the gateway's heap holds (live allocations, large
+ * ones mmapped on their own included) and what it keeps free without returning it to
+ * the system. RSS growing with the first means data kept; with the second,
+ * fragmentation. mallinfo2 walks every arena under its lock: microseconds, and
+ * only on a scrape. */
+static void render_heap(text_t *out)
+{
+  struct mallinfo2 heap = mallinfo2();
+  append(out, "# HELP gateway_heap_in_use_bytes Bytes of live heap allocations (glibc mallinfo2).\n"
+              "# TYPE gateway_heap_in_use_bytes gauge\ngateway_heap_in_use_bytes %zu\n"
+              "# HELP gateway_heap_free_bytes Bytes the allocator holds free, not returned "
+              "to the system.\n"
+              "# TYPE gateway_heap_free_bytes gauge\ngateway_heap_free_bytes %zu\n",
+         heap.uordblks + heap.hblkhd, heap.fordblks);
 }
 
 char *metrics_render(metrics_t *self, const cJSON *broker_info)
@@ -339,8 +379,13 @@ char *metrics_render(metrics_t *self, const cJSON *broker_info)
                "gateway_answer_cache_total{result=\"hit\"} %llu\n"
                "gateway_answer_cache_total{result=\"miss\"} %llu\n",
          (unsigned long long) self->cache_hits, (unsigned long long) self->cache_misses);
+  if (self->sessions_known)
+    append(&out, "# HELP gateway_sessions_stored Conversation sessions kept in memory.\n"
+                 "# TYPE gateway_sessions_stored gauge\ngateway_sessions_stored %zu\n",
+           self->sessions);
   pthread_mutex_unlock(&self->lock);
   render_broker(broker_info, &out);
+  render_heap(&out);
   if (out.failed) {
     free(out.text);
     return NULL;

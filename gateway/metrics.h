@@ -32,9 +32,14 @@ void metrics_answer_cache(metrics_t *self, bool hit);
 void metrics_job_final(metrics_t *self, job_state_t state, const char *error_code,
                        const job_timing_t *timings, size_t timing_count);
 
+/* The number of sessions the gateway keeps in memory, for the next render (a
+ * gauge; never set with Redis stores, and then not rendered). */
+void metrics_set_sessions(metrics_t *self, size_t sessions);
+
 /* The Prometheus text. `broker_info` (may be NULL: broker unreachable) is the
  * answer of broker_client_info, for queue depth and workers per stage. Returns
- * a new string (caller frees) or NULL when out of memory. */
+ * a new string (caller frees) or NULL when out of memory. Also renders the process's
+ * heap figures (glibc mallinfo2). */
 char *metrics_render(metrics_t *self, const cJSON *broker_info);
 
 #endif

@@ -294,6 +294,16 @@ static bool session_expired(const void *value, void *arg)
   return expiry->now_ms - session->used_ms > expiry->ttl_ms;
 }
 
+bool session_store_count(session_store_t *self, size_t *count)
+{
+  if (self->redis)
+    return false;
+  pthread_mutex_lock(&self->lock);
+  *count = strmap_size(self->sessions);
+  pthread_mutex_unlock(&self->lock);
+  return true;
+}
+
 size_t session_store_expire(session_store_t *self, int64_t now_ms)
 {
   if (self->redis)

@@ -66,6 +66,10 @@ cJSON *session_store_render(session_store_t *self, const char *id, int64_t now_m
 /* Forgets a session; false when there was none. */
 bool session_store_delete(session_store_t *self, const char *id, int64_t now_ms);
 
+/* How many sessions this gateway keeps in memory, expired ones included until the
+ * next sweep, in *count; false for a Redis store (Redis counts and expires them). */
+bool session_store_count(session_store_t *self, size_t *count);
+
 /* Drops expired sessions; returns how many. */
 size_t session_store_expire(session_store_t *self, int64_t now_ms);
 

@@ -139,6 +139,12 @@ check "each refusal came at once (slowest ${slowest_refusal} s)" \
   awk -v t="$slowest_refusal" 'BEGIN { exit !(t < 1.0) }'
 check "each refusal carries Retry-After from the estimate (1-30 s)" $retry_ok
 check "the gateway logged the broker's reason" grep -q 'would wait about' "$WORK/gateway.log"
+# Each question opened a new session; a refused one must not leave it behind.
+sessions=$(curl -s "$BASE/metrics" | awk '$1 == "gateway_sessions_stored" { print $2 }')
+check "sessions kept: the warm-up's and the admitted ones' only (${sessions:-none} for $((accepted + 1)))" \
+  test "${sessions:-none}" = $((accepted + 1))
+check "/metrics shows the estimate and the refusals" sh -c "curl -s '$BASE/metrics' | grep -q '^broker_jobs_nacked_wait_total [1-9]' &&
+  curl -s '$BASE/metrics' | grep -q '^gateway_stage_service_ms{stage=\"chat\"} [1-9]'"
 
 done_count=0
 while read -r job; do
