@@ -4,9 +4,10 @@
 # submissions (LOAD_SUBMIT_PER_S per second) against the local system. Prints
 # polls/s with p50/p99 latency, submissions accepted vs answered 429/503, every
 # process's RSS at start and end (and every LOAD_SAMPLE_S seconds in between, with
-# the broker's queue depths, which is where its memory goes, and the gateway's heap
-# in use and held free), how the accepted jobs ended (done, failed by error code)
-# and how many never ended (lost). Figures, not assertions.
+# the broker's queue depths, which is where its memory goes, and the gateway's heap:
+# in use, held free, SQLite's part, sessions kept), how the accepted jobs ended
+# (done, failed by error code) and how many never ended (lost). Figures, not
+# assertions.
 #   bench/load.sh [BUILD_DIR]
 set -eu
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -49,7 +50,8 @@ queues() { curl -s "$BASE/metrics" | sed -n 's/^gateway_stage_queue_depth{stage=
 # How jobs ended, from the gateway's counters (records may have expired by the end):
 # "state:code count" lines; the run's are the difference from before the run.
 ends() { curl -s "$BASE/metrics" | sed -n 's/^gateway_jobs_total{state="\([a-z]*\)",error_code="\([a-z_]*\)"} /\1:\2 /p'; }
-heap() { curl -s "$BASE/metrics" | awk '/^gateway_heap_(in_use|free)_bytes / { sub("gateway_heap_", "", $1); sub("_bytes", "", $1); printf "%s=%d ", $1, $2 / 1024 }'; }
+heap() { curl -s "$BASE/metrics" | awk '/^gateway_(heap_in_use|heap_free|sqlite_memory)_bytes / { sub("gateway_", "", $1); sub("_bytes", "", $1); printf "%s=%d ", $1, $2 / 1024 }
+  $1 == "gateway_sessions_stored" { printf "sessions=%d ", $2 }'; }
 echo "RSS kB at start: $(rss) gateway heap kB: $(heap)"
 ( t=0; while sleep "$SAMPLE"; do t=$((t + SAMPLE)); echo "t=${t}s RSS kB: $(rss) queued: $(queues) gateway heap kB: $(heap)"; done ) &
 sampler=$!

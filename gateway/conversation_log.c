@@ -126,6 +126,11 @@ static int insert_row(sqlite3_stmt *insert, const conversation_turn_t *turn, con
   return sqlite3_step(insert) == SQLITE_DONE ? 0 : -1;
 }
 
+int64_t conversation_log_memory_used(void)
+{
+  return (int64_t) sqlite3_memory_used();
+}
+
 int conversation_log_record(conversation_log_t *self, const conversation_turn_t *turn)
 {
   if (!turn->job_id || !*turn->job_id)

@@ -39,6 +39,10 @@ conversation_log_t *conversation_log_open(const char *path, char *error, size_t 
 /* Closes the database and sets *self_p to NULL; does nothing for NULL. */
 void conversation_log_close(conversation_log_t **self_p);
 
+/* Bytes SQLite holds on the heap in this process (mostly its page cache, which
+ * grows as turns are written until the cache's limit), for /metrics. */
+int64_t conversation_log_memory_used(void);
+
 /* Records a finished job: a user row when there is a question, an assistant row when
  * there is a reply, and a user row with empty text for a job that failed before
  * either (no speech heard), so every failure is logged. A job already logged is

@@ -11,6 +11,7 @@
 #include "audio_header.h"
 #include "clock.h"
 #include "conn_guard.h"
+#include "conversation_log.h"
 #include "ids.h"
 #include "log.h"
 #include "pipeline.pb-c.h"
@@ -478,9 +479,9 @@ static enum MHD_Result handle_metrics(http_api_t *api, struct MHD_Connection *co
 {
   const pipeline_t *pipeline = api->config.pipeline;
   cJSON *info = pipeline->info(pipeline->arg, METRICS_INFO_TIMEOUT_MS);
-  size_t sessions;
-  if (session_store_count(api->config.sessions, &sessions))
-    metrics_set_sessions(api->config.metrics, sessions);
+  metrics_memory_t memory = {.sqlite_bytes = conversation_log_memory_used()};
+  memory.sessions_known = session_store_count(api->config.sessions, &memory.sessions);
+  metrics_set_memory(api->config.metrics, &memory);
   char *text = metrics_render(api->config.metrics, info);
   cJSON_Delete(info);
   if (!text)

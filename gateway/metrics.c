@@ -55,8 +55,7 @@ struct metrics {
   uint64_t upload_bytes;
   uint64_t cache_hits;
   uint64_t cache_misses;
-  bool sessions_known;    /* false until metrics_set_sessions */
-  size_t sessions;
+  metrics_memory_t memory;  /* zero until metrics_set_memory */
 };
 
 metrics_t *metrics_new(void)
@@ -335,11 +334,10 @@ static void render_broker(const cJSON *broker_info, text_t *out)
   render_broker_counters(broker_info, out);
 }
 
-void metrics_set_sessions(metrics_t *self, size_t sessions)
+void metrics_set_memory(metrics_t *self, const metrics_memory_t *memory)
 {
   pthread_mutex_lock(&self->lock);
-  self->sessions = sessions;
-  self->sessions_known = true;
+  self->memory = *memory;
   pthread_mutex_unlock(&self->lock);
 }
 
@@ -379,10 +377,14 @@ char *metrics_render(metrics_t *self, const cJSON *broker_info)
                "gateway_answer_cache_total{result=\"hit\"} %llu\n"
                "gateway_answer_cache_total{result=\"miss\"} %llu\n",
          (unsigned long long) self->cache_hits, (unsigned long long) self->cache_misses);
-  if (self->sessions_known)
+  if (self->memory.sessions_known)
     append(&out, "# HELP gateway_sessions_stored Conversation sessions kept in memory.\n"
                  "# TYPE gateway_sessions_stored gauge\ngateway_sessions_stored %zu\n",
-           self->sessions);
+           self->memory.sessions);
+  append(&out, "# HELP gateway_sqlite_memory_bytes Heap bytes SQLite holds (the conversation "
+               "log's page cache).\n"
+               "# TYPE gateway_sqlite_memory_bytes gauge\ngateway_sqlite_memory_bytes %lld\n",
+         (long long) self->memory.sqlite_bytes);
   pthread_mutex_unlock(&self->lock);
   render_broker(broker_info, &out);
   render_heap(&out);

@@ -32,9 +32,15 @@ void metrics_answer_cache(metrics_t *self, bool hit);
 void metrics_job_final(metrics_t *self, job_state_t state, const char *error_code,
                        const job_timing_t *timings, size_t timing_count);
 
-/* The number of sessions the gateway keeps in memory, for the next render (a
- * gauge; never set with Redis stores, and then not rendered). */
-void metrics_set_sessions(metrics_t *self, size_t sessions);
+/* What the gateway keeps in memory besides jobs, sampled before a render. */
+typedef struct {
+  bool sessions_known;     /* false with Redis stores: then not rendered */
+  size_t sessions;         /* conversation sessions in the in-memory store */
+  int64_t sqlite_bytes;    /* SQLite's heap: the conversation log's page cache */
+} metrics_memory_t;
+
+/* Sets the memory gauges for the next render. */
+void metrics_set_memory(metrics_t *self, const metrics_memory_t *memory);
 
 /* The Prometheus text. `broker_info` (may be NULL: broker unreachable) is the
  * answer of broker_client_info, for queue depth and workers per stage. Returns
