@@ -1023,6 +1023,41 @@ static void build(lmgen_t *ctx, const lmgen_options_t *options, knowledge_t *kno
   }
 }
 
+/* The generic dictionary proper; any failure jumps back to lmgen_generic_dict. */
+static void generic_dict(lmgen_t *ctx, const char *generic_lm_path, const char *cmudict_path,
+                         size_t words, const char *out_dict)
+{
+  cmudict_t dict = {0};
+  cmudict_load(ctx, &dict, cmudict_path);
+  extra_words_t extra = {0};
+  generic_words_load(ctx, generic_lm_path, words, 1.0, &dict, &extra);
+  FILE *out = file_open(ctx, out_dict, "w");
+  for (size_t i = 0; i < extra.count; i++)
+    if (!dict_write_word(out, &dict, extra.items[i].word))
+      fail(ctx, "lmgen_failed", "\"%s\" lost its pronunciation", extra.items[i].word);
+  file_close(ctx, out_dict);
+}
+
+int lmgen_generic_dict(const char *generic_lm_path, const char *cmudict_path, size_t words,
+                       const char *out_dict, stage_error_t *err)
+{
+  lmgen_t *ctx = calloc(1, sizeof *ctx);
+  if (!ctx)
+    return stage_error_set(err, "lmgen_failed", "out of memory");
+  ctx->err = err;
+  ctx->blocks.links.prev = ctx->blocks.links.next = &ctx->blocks;
+  volatile int rc = -1;
+  if (setjmp(ctx->failed) == 0) {
+    generic_dict(ctx, generic_lm_path, cmudict_path, words, out_dict);
+    rc = 0;
+  } else {
+    remove(out_dict);
+  }
+  free_all(ctx);
+  free(ctx);
+  return rc;
+}
+
 int lmgen_build(const lmgen_options_t *options, lmgen_stats_t *stats, stage_error_t *err)
 {
   knowledge_t *knowledge = knowledge_load(options->knowledge_path, err);

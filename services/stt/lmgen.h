@@ -58,4 +58,12 @@ typedef struct {
  * to stdout or stderr. */
 int lmgen_build(const lmgen_options_t *options, lmgen_stats_t *stats, stage_error_t *err);
 
+/* Writes the `words` most likely pronounceable words of the generic model
+ * `generic_lm_path` to the dictionary `out_dict`, with every cmudict pronunciation:
+ * the vocabulary the stt backend searches when it interpolates that model, far
+ * smaller (and faster to search) than the whole cmudict. Returns 0, or -1 with `err`
+ * set (code "lmgen_failed"; nothing left at `out_dict`). */
+int lmgen_generic_dict(const char *generic_lm_path, const char *cmudict_path, size_t words,
+                       const char *out_dict, stage_error_t *err);
+
 #endif

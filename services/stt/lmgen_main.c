@@ -3,6 +3,10 @@
  *
  *   lmgen [--general FILE] [--general-weight W] [--generic-lm FILE]
  *         [--generic-words N] [--generic-weight W] KNOWLEDGE_JSON CMUDICT OUT_LM OUT_DICT
+ *   lmgen --generic-dict N GENERIC_LM CMUDICT OUT_DICT
+ *
+ * The second form writes the dictionary of the generic model's N likeliest words,
+ * which the stt backend searches when it interpolates that model (lmgen.h).
  *
  * Exits 1 with the reason on stderr when the knowledge base is invalid, a word has no
  * pronunciation, or a file cannot be read or written. */
@@ -17,7 +21,8 @@ static int usage(void)
 {
   fputs("usage: lmgen [--general FILE] [--general-weight W] [--generic-lm FILE]\n"
         "             [--generic-words N] [--generic-weight W]\n"
-        "             KNOWLEDGE_JSON CMUDICT OUT_LM OUT_DICT\n", stderr);
+        "             KNOWLEDGE_JSON CMUDICT OUT_LM OUT_DICT\n"
+        "       lmgen --generic-dict N GENERIC_LM CMUDICT OUT_DICT\n", stderr);
   return 1;
 }
 
@@ -32,8 +37,23 @@ static int parse_number(const char *text, double *out)
   return 0;
 }
 
+static int generic_dict_main(int argc, char **argv)
+{
+  double words = 0.0;
+  if (argc != 6 || parse_number(argv[2], &words) < 0 || words < 1.0)
+    return usage();
+  stage_error_t err = {0};
+  if (lmgen_generic_dict(argv[3], argv[4], (size_t) words, argv[5], &err) < 0) {
+    fprintf(stderr, "lmgen: %s\n", err.message);
+    return 1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
+  if (argc > 1 && !strcmp(argv[1], "--generic-dict"))
+    return generic_dict_main(argc, argv);
   lmgen_options_t options = {0};
   int arg = 1;
   for (; arg + 1 < argc && !strncmp(argv[arg], "--", 2); arg += 2) {

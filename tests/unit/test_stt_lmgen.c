@@ -83,6 +83,17 @@ static int word_set_has(word_set_t *set, const char *word)
   return bsearch(&word, set->words, set->count, sizeof *set->words, string_compare) != NULL;
 }
 
+/* Words counted once, however many pronunciations the dictionary gave them. */
+static size_t word_set_distinct(word_set_t *set)
+{
+  if (!set->count || !word_set_has(set, set->words[0]))   /* sorts */
+    return 0;
+  size_t distinct = 1;
+  for (size_t i = 1; i < set->count; i++)
+    distinct += strcmp(set->words[i - 1], set->words[i]) != 0;
+  return distinct;
+}
+
 static void word_set_release(word_set_t *set)
 {
   for (size_t i = 0; i < set->count; i++)
@@ -279,6 +290,46 @@ static void test_paraphrases_and_answers_join(void **state)
   free(errors);
 }
 
+/* The open vocabulary's dictionary: the generic model's likeliest words, each with a
+ * pronunciation; the build's one and one made here. */
+static void test_generic_dictionary(void **state)
+{
+  (void) state;
+  word_set_t built = {0};
+  dict_words(setting("STT_GENERIC_DICT"), &built);
+  assert_int_equal(word_set_distinct(&built), 10000);
+  assert_true(word_set_has(&built, "the") && word_set_has(&built, "weather"));
+  word_set_release(&built);
+
+  char dict_path[512], errors_path[512];
+  media_path(&media, "generic.dict", dict_path, sizeof dict_path);
+  media_path(&media, "errors.txt", errors_path, sizeof errors_path);
+  const char *argv[] = {setting("STT_LMGEN"), "--generic-dict", "300", setting("STT_GENERIC_LM"),
+                        setting("STT_CMUDICT"), dict_path, NULL};
+  assert_int_equal(media_run(argv, NULL, errors_path), 0);
+  word_set_t small = {0};
+  dict_words(dict_path, &small);
+  assert_int_equal(word_set_distinct(&small), 300);
+  static const char *const commonest[] = {"the", "and", "of", "to", "is"};
+  for (size_t i = 0; i < sizeof commonest / sizeof commonest[0]; i++)
+    if (!word_set_has(&small, commonest[i]))
+      fail_msg("\"%s\" is not among the 300 likeliest words", commonest[i]);
+  word_set_release(&small);
+
+  /* An unreadable model: a clear error and no dictionary left behind. */
+  assert_int_equal(remove(dict_path), 0);
+  argv[3] = "/nonexistent/en-us.lm.bin";
+  assert_int_not_equal(media_run(argv, NULL, errors_path), 0);
+  char *errors = read_text(errors_path);
+  if (!strstr(errors, "/nonexistent/en-us.lm.bin"))
+    fail_msg("the error does not name the model: %s", errors);
+  free(errors);
+  FILE *left = fopen(dict_path, "r");
+  if (left)
+    fclose(left);
+  assert_null(left);
+}
+
 static int group_setup(void **state)
 {
   (void) state;
@@ -299,6 +350,7 @@ int main(void)
     cmocka_unit_test(test_numbers_spoken),
     cmocka_unit_test(test_unknown_word_fails),
     cmocka_unit_test(test_paraphrases_and_answers_join),
+    cmocka_unit_test(test_generic_dictionary),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -117,6 +117,39 @@ static void test_bad_audio(void **state)
   assert_null(result.text);
 }
 
+/* STT_DECODER_OPTIONS reach PocketSphinx: a flag it does not know stops the backend at
+ * start with a reason naming the setting; a real one gives a working decoder. */
+static void test_decoder_options(void **state)
+{
+  (void) state;
+  stage_error_t err = {0};
+  assert_int_equal(setenv("STT_DECODER_OPTIONS", "-no_such_flag 1", 1), 0);
+  stt_backend_t *refused = stt_pocketsphinx_new(&err);
+  assert_null(refused);
+  assert_string_equal(err.code, "backend_error");
+  assert_non_null(strstr(err.message, "STT_DECODER_OPTIONS=-no_such_flag 1"));
+
+  /* more words than the decoder's argument list holds: refused, not overrun */
+  char many[400] = "";
+  for (int i = 0; i < 40; i++)
+    strcat(many, "-lw 7 ");
+  assert_int_equal(setenv("STT_DECODER_OPTIONS", many, 1), 0);
+  memset(&err, 0, sizeof err);
+  assert_null(stt_pocketsphinx_new(&err));
+  assert_string_equal(err.code, "backend_error");
+
+  assert_int_equal(setenv("STT_DECODER_OPTIONS", " -fwdflat  no\t-lw 7 ", 1), 0);
+  stt_backend_t *tuned = stt_pocketsphinx_new(&err);
+  assert_int_equal(unsetenv("STT_DECODER_OPTIONS"), 0);
+  if (!tuned)
+    fail_msg("%s", err.message);
+  stt_backend_t *shared = backend;
+  backend = tuned;
+  expect_transcript("what are your office hours");
+  backend = shared;
+  tuned->destroy(&tuned);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -124,6 +157,7 @@ int main(void)
     cmocka_unit_test(test_second_question),
     cmocka_unit_test(test_silence_is_no_speech),
     cmocka_unit_test(test_bad_audio),
+    cmocka_unit_test(test_decoder_options),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

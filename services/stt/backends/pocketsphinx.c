@@ -42,11 +42,15 @@ enum {
   SPHINX_SAMPLE_RATE = 16000,   /* what the en-us acoustic model was trained on */
   DEFAULT_MAX_AUDIO_MS = 60000,
   DEFAULT_GENERIC_PERCENT = 5,  /* docs/performance.md "Conversation quality" */
-  SILENCE_PEAK = 200            /* below -44 dBFS peak nothing can be recognized */
+  SILENCE_PEAK = 200,           /* below -44 dBFS peak nothing can be recognized */
+  MAX_DECODER_ARGS = 64
 };
 
 /* Mean word posterior below which the recognizer is unsure of what was said. */
 #define UNSURE_POSTERIOR 0.2
+
+/* PocketSphinx's own defaults unless measured otherwise (docs/performance.md). */
+#define DEFAULT_DECODER_OPTIONS ""
 
 typedef struct {
   stt_backend_t base;           /* first, so the vtable pointer is the struct pointer */
@@ -56,6 +60,7 @@ typedef struct {
   char generic_lm[512];         /* STT_GENERIC_LM: the open vocabulary's model */
   char generic_dict[512];       /* STT_GENERIC_DICT: its pronunciations */
   float generic_weight;         /* its share of the interpolation; 0: domain model alone */
+  char decoder_options[512];    /* STT_DECODER_OPTIONS: PocketSphinx's own flags */
   bool follows_knowledge;       /* the model is generated from the knowledge file */
   char knowledge[512];          /* KNOWLEDGE_FILE */
   struct stat knowledge_seen;   /* the version the model was last built from (or tried) */
@@ -115,6 +120,20 @@ static int use_open_vocabulary(const pocketsphinx_backend_t *self, ps_decoder_t 
   return rc;
 }
 
+/* Appends the whitespace-separated words of STT_DECODER_OPTIONS ("-fwdflat no -lw 8")
+ * to argv; returns the new count, or -1 when there are more than fit. The words point
+ * into `options`, which the caller keeps until argv is parsed. */
+static int append_decoder_options(char *options, char **argv, int argc, int max)
+{
+  char *rest = NULL;
+  for (char *word = strtok_r(options, " \t", &rest); word; word = strtok_r(NULL, " \t", &rest)) {
+    if (argc == max)
+      return -1;
+    argv[argc++] = word;
+  }
+  return argc;
+}
+
 static ps_decoder_t *decoder_new(const pocketsphinx_backend_t *self, const char *lm,
                                  const char *dict)
 {
@@ -124,11 +143,22 @@ static ps_decoder_t *decoder_new(const pocketsphinx_backend_t *self, const char 
   err_set_logfp(NULL);
   bool open_vocabulary = self->generic_weight > 0.0f;
   /* With the open vocabulary the search is set up afterwards, from both models. */
-  cmd_ln_t *args = open_vocabulary
-                     ? cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", self->model, "-dict",
-                                   self->generic_dict, NULL)
-                     : cmd_ln_init(NULL, ps_args(), TRUE, "-hmm", self->model, "-lm", lm,
-                                   "-dict", dict, NULL);
+  char *argv[MAX_DECODER_ARGS];
+  int argc = 0;
+  argv[argc++] = "-hmm";
+  argv[argc++] = (char *) self->model;
+  argv[argc++] = "-dict";
+  argv[argc++] = (char *) (open_vocabulary ? self->generic_dict : dict);
+  if (!open_vocabulary) {
+    argv[argc++] = "-lm";
+    argv[argc++] = (char *) lm;
+  }
+  char options[sizeof self->decoder_options];
+  memcpy(options, self->decoder_options, sizeof options);
+  argc = append_decoder_options(options, argv, argc, MAX_DECODER_ARGS);
+  if (argc < 0)
+    return NULL;
+  cmd_ln_t *args = cmd_ln_parse_r(NULL, ps_args(), argc, argv, TRUE);
   if (!args)
     return NULL;
   ps_decoder_t *decoder = ps_init(args);
@@ -324,17 +354,20 @@ stt_backend_t *stt_pocketsphinx_new(stage_error_t *err)
   snprintf(self->generic_lm, sizeof self->generic_lm, "%s",
            config_str("STT_GENERIC_LM", STT_GENERIC_LM));
   snprintf(self->generic_dict, sizeof self->generic_dict, "%s",
-           config_str("STT_GENERIC_DICT", STT_CMUDICT));
+           config_str("STT_GENERIC_DICT", STT_DEFAULT_GENERIC_DICT));
   self->generic_weight = (float) config_long("STT_GENERIC_LM_PERCENT", DEFAULT_GENERIC_PERCENT,
                                              0, 90) / 100.0f;
+  snprintf(self->decoder_options, sizeof self->decoder_options, "%s",
+           config_str("STT_DECODER_OPTIONS", DEFAULT_DECODER_OPTIONS));
   const char *lm = config_str("STT_LM", STT_DEFAULT_LM);
   const char *dict = config_str("STT_DICT", STT_DEFAULT_DICT);
   self->decoder = decoder_new(self, lm, dict);
   if (!self->decoder) {
     stage_error_set(err, "backend_error",
                     "PocketSphinx could not load its model (STT_MODEL_DIR=%s, STT_LM=%s, "
-                    "STT_DICT=%s, STT_GENERIC_LM=%s, STT_GENERIC_DICT=%s).", self->model, lm,
-                    dict, self->generic_lm, self->generic_dict);
+                    "STT_DICT=%s, STT_GENERIC_LM=%s, STT_GENERIC_DICT=%s, "
+                    "STT_DECODER_OPTIONS=%s).", self->model, lm, dict, self->generic_lm,
+                    self->generic_dict, self->decoder_options);
     free(self);
     return NULL;
   }
