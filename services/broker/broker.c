@@ -59,8 +59,8 @@ typedef struct {
 
 typedef struct {
   uint64_t frames_dropped, jobs_submitted, jobs_nacked, jobs_nacked_wait, jobs_dispatched,
-    jobs_forwarded, jobs_requeued, jobs_timed_out, jobs_worker_lost, jobs_cancelled, cancelled_dropped,
-    status_events, status_dropped;
+    jobs_forwarded, jobs_requeued, jobs_timed_out, jobs_worker_lost, jobs_cancelled,
+    cancelled_dropped, status_events, status_dropped;
 } counters_t;
 
 typedef struct {
