@@ -57,6 +57,8 @@ const ui = {
   body: document.body,
   stage: document.querySelector('.stage'),
   idle: $('idle'),
+  idleVideo: $('idle-video'),
+  idleDrawing: $('idle-drawing'),
   videos: [$('video-a'), $('video-b')],
   stopPlayback: $('stop-playback'),
   playGreeting: $('play-greeting'),
@@ -311,14 +313,16 @@ function setCaptions(video, text) {
   }
 }
 
-/* ---- the avatar: idle drawing, answer playback --------------------------------- */
+/* ---- the avatar: idle loop, answer playback ------------------------------------ */
 
-// Draws a calm idle face on the canvas (breathing, blinking) until the first
-// answer; afterwards the last answer's final frame stays as the still image.
-const idle = { frame: 0, running: false };
+// While nobody is answered the avatar breathes and blinks: the character's own loop
+// (/idle.mp4, rendered once at build time in the pose every answer starts and ends
+// in, so the switch to and from an answer does not jump), or, when that cannot
+// play, a face drawn on the canvas.
+const idle = { frame: 0, drawing: false, videoFailed: false };
 
 function drawIdle(time) {
-  const canvas = ui.idle;
+  const canvas = ui.idleDrawing;
   const ctx = canvas.getContext('2d');
   const dark = window.matchMedia('(prefers-color-scheme: dark)').matches;
   const w = canvas.width;
@@ -361,21 +365,44 @@ function drawIdle(time) {
 }
 
 function idleLoop(time) {
-  if (!idle.running) return;
+  if (!idle.drawing) return;
   drawIdle(time);
   idle.frame = requestAnimationFrame(idleLoop);
 }
 
-function showIdle(on) {
-  ui.idle.hidden = !on;
-  if (on && !idle.running) {
-    idle.running = true;
+function drawIdleFace(on) {
+  ui.idleDrawing.hidden = !on;
+  if (on && !idle.drawing) {
+    idle.drawing = true;
     idle.frame = requestAnimationFrame(idleLoop);
-  } else if (!on && idle.running) {
-    idle.running = false;
+  } else if (!on && idle.drawing) {
+    idle.drawing = false;
     cancelAnimationFrame(idle.frame);
   }
 }
+
+function idleVideoFailed() {
+  idle.videoFailed = true;
+  ui.idleVideo.hidden = true;
+  if (!ui.idle.hidden) drawIdleFace(true);
+}
+
+// Shows the idle avatar (on) or hides it for an answer. The loop starts over
+// each time it comes back, from the rest pose the answer ended in.
+function showIdle(on) {
+  const appearing = on && ui.idle.hidden;
+  ui.idle.hidden = !on;
+  const video = on && !idle.videoFailed;
+  ui.idleVideo.hidden = !video;
+  if (video && (appearing || ui.idleVideo.paused)) {
+    if (appearing) ui.idleVideo.currentTime = 0;
+    ui.idleVideo.play().catch((error) => { if (error.name !== 'AbortError') idleVideoFailed(); });
+  } else if (!video) {
+    ui.idleVideo.pause();
+  }
+  drawIdleFace(on && !video);
+}
+ui.idleVideo.addEventListener('error', idleVideoFailed);
 
 // Plays an answer: a list of clips ({url, text}) back to back on two video
 // elements, the next one loaded in the hidden element while the current plays,
@@ -516,6 +543,7 @@ function endPlayback() {
   player.onEnd = null;
   ui.stopPlayback.hidden = true;
   if (ui.body.dataset.state === 'speaking') setPageState('idle');
+  showVideo(-1); // back to the idle loop, which starts in the pose the answer ended in
   if (onEnd) onEnd();
 }
 

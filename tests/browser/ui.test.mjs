@@ -82,6 +82,13 @@ async function waitVideoPlaying(p, timeout = ANSWER_MS) {
   }, null, { timeout });
 }
 
+// Whether the pre-rendered idle loop is on screen and playing.
+const idleLoopPlaying = (p) => p.waitForFunction(() => {
+  const video = document.getElementById('idle-video');
+  return !document.getElementById('idle').hidden && !video.hidden && !video.paused &&
+    video.readyState >= 2 && new URL(video.currentSrc).pathname === '/idle.mp4';
+}, null, { timeout: 10000 }).then(() => true, () => false);
+
 // Stops the avatar if it is still speaking (the Stop button shows only then).
 async function stopAnswer(p) {
   if (await p.isVisible('#stop-playback')) await p.click('#stop-playback');
@@ -123,7 +130,7 @@ const watchClips = (p) => p.evaluate(() => {
   window.played = [];
   window.captions = {};
   const showing = (video) => Array.from(video.textTracks).filter((t) => t.mode === 'showing');
-  const videos = Array.from(document.querySelectorAll('video'));
+  const videos = Array.from(document.querySelectorAll('video.answer'));
   videos.forEach((video) => {
     const note = (event) => window.played.push({ src: video.dataset.clip, at: performance.now(), event,
       tracks: videos.reduce((n, v) => n + showing(v).length, 0) });
@@ -203,6 +210,9 @@ test('a multi-sentence answer plays its segments in order as they render; Replay
   console.log(`# segments: first segment playing ${Math.round(firstPlaying - askedAt)} ms after the question was sent, ` +
     `the last one ended ${Math.round(played[played.length - 1].at - askedAt)} ms after; gaps between segments ${gaps.join(', ')} ms`);
   assert.equal(await pageState(page), 'idle');
+  // The answer over, the avatar is back in its idle loop.
+  assert.ok(await idleLoopPlaying(page), 'the idle loop plays after the answer');
+  assert.ok(await page.isHidden('#idle-drawing'));
   assert.match(await waitAnswers(page, 1), /9 AM to 6 PM/);
   assert.equal(await assistantItems(page).count(), 1, 'the answer is logged once');
   // The log's Replay plays the joined answer, once.
@@ -247,7 +257,7 @@ test('a spoken question (click to talk) is answered with a playing video and bot
     return track && track.cues && track.cues.length ? Array.from(track.cues, (c) => c.text).join(' ') : false;
   }, null, { timeout: 5000 });
   assert.match(await cues.jsonValue(), /9 AM to 6 PM/);
-  assert.equal(await page.evaluate(() => Array.from(document.querySelectorAll('video'))
+  assert.equal(await page.evaluate(() => Array.from(document.querySelectorAll('video.answer'))
     .flatMap((v) => Array.from(v.textTracks)).filter((t) => t.mode === 'showing').length), 1,
   'one captions track on the screen');
   const job = await lastJob(page);
@@ -338,7 +348,7 @@ test('barge-in: typing stops the avatar at once and the new question goes out', 
   assert.notEqual(after.state, 'speaking');
   // The sentences of that answer still arriving do not start it again.
   await page.waitForTimeout(2000);
-  assert.ok(await page.evaluate(() => Array.from(document.querySelectorAll('video')).every((v) => v.paused)),
+  assert.ok(await page.evaluate(() => Array.from(document.querySelectorAll('video.answer')).every((v) => v.paused)),
     'still silent while the rest of the interrupted answer arrives');
   await page.type('#question', 'hat is your phone number?');
   await page.press('#question', 'Enter');
@@ -355,7 +365,7 @@ test('barge-in: starting to talk stops the avatar and the spoken question goes o
   assert.equal(await pageState(page), 'speaking');
   await page.keyboard.down('Space');
   const now = await page.evaluate(() => ({
-    paused: Array.from(document.querySelectorAll('video')).every((v) => v.paused),
+    paused: Array.from(document.querySelectorAll('video.answer')).every((v) => v.paused),
     state: document.body.dataset.state,
   }));
   assert.ok(now.paused, 'no video plays once talking starts');
@@ -521,7 +531,7 @@ test('the greeting is the first message and plays at the first gesture that is n
   // no sound before the person has interacted with the page.
   const strict = await launch(['--autoplay-policy=document-user-activation-required']);
   const videoSrc = (p) => p.evaluate(() => new URL(document.querySelector('video.front').src).pathname);
-  const nothingPlays = (p) => p.evaluate(() => Array.from(document.querySelectorAll('video')).every((v) => v.paused));
+  const nothingPlays = (p) => p.evaluate(() => Array.from(document.querySelectorAll('video.answer')).every((v) => v.paused));
   try {
     const ctx = await strict.newContext();
     const statuses = [];
@@ -576,6 +586,30 @@ test('the greeting is the first message and plays at the first gesture that is n
     assert.deepEqual([...q.errors, ...r.errors], []);
   } finally {
     await strict.close();
+  }
+});
+
+test('the idle avatar is the character\'s pre-rendered loop; a drawn face stands in when it cannot play', async () => {
+  const ctx = await browser.newContext();
+  try {
+    const p = await newPage(ctx);
+    assert.ok(await idleLoopPlaying(p), 'the idle loop plays as soon as the page opens');
+    const first = await p.evaluate(() => document.getElementById('idle-video').currentTime);
+    await p.waitForTimeout(600);
+    const later = await p.evaluate(() => document.getElementById('idle-video').currentTime);
+    assert.ok(later !== first, `the loop moves (${first} -> ${later} s)`);
+    assert.ok(await p.isHidden('#idle-drawing'));
+    assert.deepEqual(p.errors, []);
+
+    // Without /idle.mp4 (a gateway with no idle video answers 404) the page draws a face.
+    await ctx.route('**/idle.mp4', (route) => route.fulfill({ status: 404, body: 'not found' }));
+    const q = await newPage(ctx);
+    await q.waitForSelector('#idle-drawing:not([hidden])', { timeout: 10000 });
+    assert.ok(await q.isHidden('#idle-video'));
+    assert.ok(await q.isVisible('#idle'));
+    assert.deepEqual(q.errors, []);
+  } finally {
+    await ctx.close();
   }
 });
 
