@@ -103,6 +103,10 @@ static int open_stores(gateway_t *gateway, const char **store_out)
   int64_t job_ttl_ms = config_long("JOB_TTL_S", 3600, 1, 7 * 86400) * 1000;
   size_t max_turns = (size_t) config_long("SESSION_MAX_TURNS", 10, 1, 200);
   int64_t session_ttl_ms = config_long("SESSION_TTL_S", 3600, 1, 30 * 86400) * 1000;
+  /* Sessions one gateway keeps in memory (least recently used evicted beyond);
+   * Redis bounds its own memory (maxmemory), so the setting is not used there. */
+  size_t max_sessions =
+    (size_t) config_long("SESSION_MAX", SESSION_STORE_MAX_DEFAULT, 1, 10000000);
   int64_t media_ttl_s = config_long("MEDIA_TTL_S", 3600, 1, 30 * 86400);
   /* Rendered answers kept for repeated replies; 0 renders every reply anew. */
   size_t cached_answers = (size_t) config_long("ANSWER_CACHE_MAX", 512, 0, 1000000);
@@ -114,6 +118,8 @@ static int open_stores(gateway_t *gateway, const char **store_out)
     *store_out = store;
     sink->jobs = job_store_new(job_ttl_ms);
     sink->sessions = session_store_new(max_turns, session_ttl_ms);
+    if (sink->sessions)
+      session_store_set_max_sessions(sink->sessions, max_sessions);
     sink->media = media_store_new(media_dir, media_ttl_s);
     if (cached_answers)
       sink->answers = answer_cache_new(cached_answers, answer_ttl_ms);

@@ -379,8 +379,12 @@ char *metrics_render(metrics_t *self, const cJSON *broker_info)
          (unsigned long long) self->cache_hits, (unsigned long long) self->cache_misses);
   if (self->memory.sessions_known)
     append(&out, "# HELP gateway_sessions_stored Conversation sessions kept in memory.\n"
-                 "# TYPE gateway_sessions_stored gauge\ngateway_sessions_stored %zu\n",
-           self->memory.sessions);
+                 "# TYPE gateway_sessions_stored gauge\ngateway_sessions_stored %zu\n"
+                 "# HELP gateway_sessions_evicted_total Live sessions evicted, least recently "
+                 "used first, to stay within SESSION_MAX.\n"
+                 "# TYPE gateway_sessions_evicted_total counter\n"
+                 "gateway_sessions_evicted_total %llu\n",
+           self->memory.sessions, (unsigned long long) self->memory.sessions_evicted);
   append(&out, "# HELP gateway_sqlite_memory_bytes Heap bytes SQLite holds (the conversation "
                "log's page cache).\n"
                "# TYPE gateway_sqlite_memory_bytes gauge\ngateway_sqlite_memory_bytes %lld\n",

@@ -36,6 +36,7 @@ void metrics_job_final(metrics_t *self, job_state_t state, const char *error_cod
 typedef struct {
   bool sessions_known;     /* false with Redis stores: then not rendered */
   size_t sessions;         /* conversation sessions in the in-memory store */
+  uint64_t sessions_evicted; /* of them, evicted for room since start (SESSION_MAX) */
   int64_t sqlite_bytes;    /* SQLite's heap: the conversation log's page cache */
 } metrics_memory_t;
 

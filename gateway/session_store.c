@@ -1,9 +1,12 @@
 /* session_store: in-memory sessions behind one mutex. Each session keeps a
- * bounded ring of turns, so a long conversation costs at most max_turns texts.
- * A store made by session_store_new_redis passes every call on to
- * session_store_redis.c instead. */
+ * bounded ring of turns, so a long conversation costs at most max_turns texts,
+ * and the store keeps at most max_sessions sessions on a recency list, so a
+ * client opening a new session per question cannot grow the gateway for a whole
+ * TTL: the least recently used goes first. A store made by
+ * session_store_new_redis passes every call on to session_store_redis.c instead. */
 #include "session_store.h"
 
+#include "log.h"
 #include "session_store_redis.h"
 #include "strmap.h"
 
@@ -13,22 +16,29 @@
 #include <string.h>
 
 #define TURN_TEXT_MAX 16384 /* longest turn text kept, bytes */
+#define EVICTION_LOG_INTERVAL_MS 60000 /* at most one sessions_evicted line a minute */
 
-typedef struct {
+typedef struct session {
   char id[SESSION_ID_MAX + 1];
   session_turn_t *ring;   /* `capacity` slots; the oldest live turn is at `first` */
   size_t capacity;
   size_t first;
   size_t count;
   int64_t used_ms;
+  struct session *newer, *older; /* neighbours on the store's recency list */
 } session_t;
 
 struct session_store {
   pthread_mutex_t lock;
-  strmap_t *sessions;     /* in memory; NULL for a Redis store */
+  strmap_t *sessions;     /* in memory, owns the sessions; NULL for a Redis store */
+  session_t *newest, *oldest; /* every session of `sessions`, by last use */
   redis_link_t *redis;    /* borrowed; NULL for an in-memory store */
   size_t max_turns;
+  size_t max_sessions;
   int64_t ttl_ms;
+  uint64_t evicted;          /* live sessions evicted for room, ever */
+  uint64_t evicted_unlogged; /* of them, not yet in a log line */
+  int64_t next_eviction_log_ms;
 };
 
 static void session_free(void *value)
@@ -68,6 +78,7 @@ session_store_t *session_store_new(size_t max_turns, int64_t ttl_ms)
     return NULL;
   }
   self->max_turns = max_turns ? max_turns : 1;
+  self->max_sessions = SESSION_STORE_MAX_DEFAULT;
   self->ttl_ms = ttl_ms;
   return self;
 }
@@ -98,24 +109,115 @@ void session_store_destroy(session_store_t **self_p)
   *self_p = NULL;
 }
 
+void session_store_set_max_sessions(session_store_t *self, size_t max_sessions)
+{
+  pthread_mutex_lock(&self->lock);
+  self->max_sessions = max_sessions ? max_sessions : 1;
+  pthread_mutex_unlock(&self->lock);
+}
+
+/* ---- in memory: map + recency list --------------------------------------- */
+
+static void unlink_session(session_store_t *self, session_t *session)
+{
+  if (session->newer)
+    session->newer->older = session->older;
+  else
+    self->newest = session->older;
+  if (session->older)
+    session->older->newer = session->newer;
+  else
+    self->oldest = session->newer;
+  session->newer = session->older = NULL;
+}
+
+static void link_newest(session_store_t *self, session_t *session)
+{
+  session->older = self->newest;
+  session->newer = NULL;
+  if (self->newest)
+    self->newest->newer = session;
+  self->newest = session;
+  if (!self->oldest)
+    self->oldest = session;
+}
+
+/* Marks a session used now: its TTL starts again and it is the last to evict. */
+static void touch(session_store_t *self, session_t *session, int64_t now_ms)
+{
+  session->used_ms = now_ms;
+  unlink_session(self, session);
+  link_newest(self, session);
+}
+
+/* Unlinks and frees (through the map) one session. */
+static void drop(session_store_t *self, session_t *session)
+{
+  char id[SESSION_ID_MAX + 1];
+  memcpy(id, session->id, sizeof id); /* the map frees the session holding it */
+  unlink_session(self, session);
+  strmap_remove(self->sessions, id);
+}
+
+static bool is_expired(const session_store_t *self, const session_t *session, int64_t now_ms)
+{
+  return now_ms - session->used_ms > self->ttl_ms;
+}
+
 /* An expired session is treated as gone at once, not only after the sweep. */
 static session_t *lookup(session_store_t *self, const char *id, int64_t now_ms)
 {
   session_t *session = strmap_get(self->sessions, id);
-  if (session && now_ms - session->used_ms > self->ttl_ms) {
-    strmap_remove(self->sessions, id);
+  if (session && is_expired(self, session, now_ms)) {
+    drop(self, session);
     return NULL;
   }
   return session;
+}
+
+/* Makes room for one more session, least recently used first. An expired one
+ * dropped here is expiry that came early, not an eviction. */
+static void make_room(session_store_t *self, int64_t now_ms)
+{
+  while (strmap_size(self->sessions) >= self->max_sessions && self->oldest) {
+    if (!is_expired(self, self->oldest, now_ms)) {
+      self->evicted++;
+      self->evicted_unlogged++;
+    }
+    drop(self, self->oldest);
+  }
+}
+
+/* Whether evictions are to be logged now: the first one after a quiet minute
+ * at once, a flood at most once a minute (one line per event would let the
+ * flood fill the log too). Moves the unlogged count to *count. */
+static bool eviction_log_due(session_store_t *self, int64_t now_ms, uint64_t *count)
+{
+  if (!self->evicted_unlogged || now_ms < self->next_eviction_log_ms)
+    return false;
+  *count = self->evicted_unlogged;
+  self->evicted_unlogged = 0;
+  self->next_eviction_log_ms = now_ms + EVICTION_LOG_INTERVAL_MS;
+  return true;
+}
+
+static void log_evictions(uint64_t count, uint64_t total, size_t max_sessions)
+{
+  cJSON *fields = cJSON_CreateObject();
+  cJSON_AddNumberToObject(fields, "evicted", (double) count);
+  cJSON_AddNumberToObject(fields, "evicted_total", (double) total);
+  cJSON_AddNumberToObject(fields, "max_sessions", (double) max_sessions);
+  log_event(LOG_WARN, "sessions_evicted", fields);
 }
 
 static int open_locked(session_store_t *self, const char *id, int64_t now_ms)
 {
   session_t *session = lookup(self, id, now_ms);
   if (session) {
-    session->used_ms = now_ms;
+    touch(self, session, now_ms);
     return 0;
   }
+  make_room(self, now_ms);
   session = session_new(id, self->max_turns, now_ms);
   if (!session)
     return -1;
@@ -123,6 +225,7 @@ static int open_locked(session_store_t *self, const char *id, int64_t now_ms)
     session_free(session);
     return -1;
   }
+  link_newest(self, session);
   return 0;
 }
 
@@ -142,9 +245,15 @@ int session_store_open(session_store_t *self, const char *requested, int64_t now
   if (self->redis) {
     rc = session_store_redis_open(self->redis, self->ttl_ms, id);
   } else {
+    uint64_t evicted = 0;
     pthread_mutex_lock(&self->lock);
     rc = open_locked(self, id, now_ms);
+    bool log_due = eviction_log_due(self, now_ms, &evicted);
+    uint64_t evicted_total = self->evicted;
+    size_t max_sessions = self->max_sessions;
     pthread_mutex_unlock(&self->lock);
+    if (log_due) /* outside the lock: writing the line may block */
+      log_evictions(evicted, evicted_total, max_sessions);
   }
   if (rc == 0)
     snprintf(id_out, SESSION_ID_MAX + 1, "%s", id);
@@ -238,7 +347,7 @@ void session_store_append_exchange(session_store_t *self, const char *id, const 
       push_turn(session, "user", question, job_id);
     if (reply && *reply)
       push_turn(session, "assistant", reply, job_id);
-    session->used_ms = now_ms;
+    touch(self, session, now_ms);
   }
   pthread_mutex_unlock(&self->lock);
 }
@@ -277,21 +386,11 @@ bool session_store_delete(session_store_t *self, const char *id, int64_t now_ms)
   if (self->redis)
     return session_store_redis_delete(self->redis, id);
   pthread_mutex_lock(&self->lock);
-  bool deleted = lookup(self, id, now_ms) && strmap_remove(self->sessions, id);
+  session_t *session = lookup(self, id, now_ms);
+  if (session)
+    drop(self, session);
   pthread_mutex_unlock(&self->lock);
-  return deleted;
-}
-
-typedef struct {
-  int64_t now_ms;
-  int64_t ttl_ms;
-} expiry_t;
-
-static bool session_expired(const void *value, void *arg)
-{
-  const session_t *session = value;
-  const expiry_t *expiry = arg;
-  return expiry->now_ms - session->used_ms > expiry->ttl_ms;
+  return session != NULL;
 }
 
 bool session_store_count(session_store_t *self, size_t *count)
@@ -304,13 +403,31 @@ bool session_store_count(session_store_t *self, size_t *count)
   return true;
 }
 
+uint64_t session_store_evicted(session_store_t *self)
+{
+  if (self->redis)
+    return 0;
+  pthread_mutex_lock(&self->lock);
+  uint64_t evicted = self->evicted;
+  pthread_mutex_unlock(&self->lock);
+  return evicted;
+}
+
+/* Walks the recency list from its least recently used end and stops at the
+ * first live session. Callers read the clock before taking the lock, so the
+ * list's order can differ from used_ms by the time a caller waited for the lock:
+ * a session that expired behind a live one goes at the next sweep, and lookup
+ * treats it as gone meanwhile. */
 size_t session_store_expire(session_store_t *self, int64_t now_ms)
 {
   if (self->redis)
     return 0; /* Redis expires the keys itself */
-  expiry_t expiry = {.now_ms = now_ms, .ttl_ms = self->ttl_ms};
+  size_t removed = 0;
   pthread_mutex_lock(&self->lock);
-  size_t removed = strmap_remove_if(self->sessions, session_expired, &expiry);
+  while (self->oldest && is_expired(self, self->oldest, now_ms)) {
+    drop(self, self->oldest);
+    removed++;
+  }
   pthread_mutex_unlock(&self->lock);
   return removed;
 }

@@ -1,6 +1,7 @@
 /* session_store: conversations, i.e. the last turns (user question, assistant
  * reply) of each session, sent to chat as history. Sessions expire after a
- * period without use. Kept in memory (one gateway) or in Redis (replicated
+ * period without use. Kept in memory (one gateway; at most a set number of
+ * sessions, the least recently used evicted beyond) or in Redis (replicated
  * gateways: a follow-up on one gateway sees the turns made through another).
  * All functions are thread-safe. */
 #ifndef GATEWAY_SESSION_STORE_H
@@ -15,6 +16,7 @@
 #include "redis_link.h"
 
 #define SESSION_ID_MAX ID_MAX
+#define SESSION_STORE_MAX_DEFAULT 10000 /* sessions kept in memory unless set */
 
 typedef struct {
   char role[16];   /* "user" or "assistant" */
@@ -25,8 +27,17 @@ typedef struct {
 typedef struct session_store session_store_t;
 
 /* A new store keeping at most `max_turns` turns per session (oldest dropped
- * first); sessions unused for `ttl_ms` expire. */
+ * first); sessions unused for `ttl_ms` expire. It keeps at most
+ * SESSION_STORE_MAX_DEFAULT sessions until session_store_set_max_sessions. */
 session_store_t *session_store_new(size_t max_turns, int64_t ttl_ms);
+
+/* Keeps at most `max_sessions` (at least 1) sessions in memory: opening one more
+ * evicts the least recently used (opened or given an exchange) live session,
+ * counted by session_store_evicted and logged (`sessions_evicted`, at most once a
+ * minute, with the number evicted since the previous line). Sessions already
+ * over the new bound go as new ones are opened. No effect on a Redis store,
+ * whose server bounds its memory itself (maxmemory). */
+void session_store_set_max_sessions(session_store_t *self, size_t max_sessions);
 
 /* The same store in Redis through `redis` (borrowed: it must outlive the store).
  * Redis expires idle sessions after `ttl_ms`, so session_store_expire has
@@ -69,6 +80,10 @@ bool session_store_delete(session_store_t *self, const char *id, int64_t now_ms)
 /* How many sessions this gateway keeps in memory, expired ones included until the
  * next sweep, in *count; false for a Redis store (Redis counts and expires them). */
 bool session_store_count(session_store_t *self, size_t *count);
+
+/* How many live sessions the in-memory store has evicted to stay within its
+ * bound, since it was made; 0 for a Redis store. */
+uint64_t session_store_evicted(session_store_t *self);
 
 /* Drops expired sessions; returns how many. */
 size_t session_store_expire(session_store_t *self, int64_t now_ms);

@@ -1,5 +1,6 @@
 /* Unit tests of gateway/session_store: opening sessions, turns appended once per
- * job, the sliding window of turns, deletion and expiry. */
+ * job, the sliding window of turns, deletion and expiry, and the bound on the
+ * number of sessions (least recently used evicted). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,6 +131,79 @@ static void test_delete_and_expiry(void **state)
   session_store_destroy(&store);
 }
 
+static size_t turn_count(session_store_t *store, const char *id, int64_t now_ms)
+{
+  session_turn_t *turns;
+  size_t count;
+  assert_int_equal(session_store_turns(store, id, now_ms, &turns, &count), 0);
+  session_turns_free(turns, count);
+  return count;
+}
+
+static void test_cap_evicts_least_recently_used(void **state)
+{
+  (void) state;
+  session_store_t *store = session_store_new(10, 60000);
+  session_store_set_max_sessions(store, 3);
+  char id[SESSION_ID_MAX + 1];
+  assert_int_equal(session_store_open(store, "a", T0, id), 0);
+  assert_int_equal(session_store_open(store, "b", T0 + 1, id), 0);
+  assert_int_equal(session_store_open(store, "c", T0 + 2, id), 0);
+  /* "a" is the oldest created but was used last; "c" answered; "b" is idle. */
+  session_store_append_exchange(store, "a", "ja", "qa", "ra", T0 + 3);
+  session_store_append_exchange(store, "c", "jc", "qc", "rc", T0 + 4);
+  assert_int_equal(session_store_evicted(store), 0);
+  assert_int_equal(session_store_open(store, "d", T0 + 5, id), 0);
+  size_t count = 0;
+  assert_true(session_store_count(store, &count));
+  assert_int_equal(count, 3);
+  assert_int_equal(session_store_evicted(store), 1);
+  assert_null(session_store_render(store, "b", T0 + 6));
+  assert_int_equal(turn_count(store, "a", T0 + 6), 2);
+  assert_int_equal(turn_count(store, "c", T0 + 6), 2);
+  cJSON *json = session_store_render(store, "d", T0 + 6);
+  assert_non_null(json);
+  cJSON_Delete(json);
+  /* Opening an existing session makes it the most recent; "c" goes next. */
+  assert_int_equal(session_store_open(store, "a", T0 + 7, id), 0);
+  assert_int_equal(session_store_open(store, "e", T0 + 8, id), 0);
+  assert_null(session_store_render(store, "c", T0 + 9));
+  assert_int_equal(turn_count(store, "a", T0 + 9), 2);
+  assert_int_equal(session_store_evicted(store), 2);
+  /* A deleted session frees its place without an eviction. */
+  assert_true(session_store_delete(store, "d", T0 + 10));
+  assert_int_equal(session_store_open(store, "f", T0 + 11, id), 0);
+  assert_int_equal(session_store_evicted(store), 2);
+  assert_non_null(json = session_store_render(store, "e", T0 + 12));
+  cJSON_Delete(json);
+  session_store_destroy(&store);
+}
+
+static void test_cap_drops_expired_before_live(void **state)
+{
+  (void) state;
+  session_store_t *store = session_store_new(10, 1000);
+  session_store_set_max_sessions(store, 2);
+  char id[SESSION_ID_MAX + 1];
+  assert_int_equal(session_store_open(store, "old", T0, id), 0);
+  assert_int_equal(session_store_open(store, "live", T0 + 900, id), 0);
+  /* "old" expired before the store filled: dropping it is expiry, not eviction. */
+  assert_int_equal(session_store_open(store, "new", T0 + 1500, id), 0);
+  assert_int_equal(session_store_evicted(store), 0);
+  cJSON *json = session_store_render(store, "live", T0 + 1500);
+  assert_non_null(json);
+  cJSON_Delete(json);
+  /* The sweep walks the recency list: only "live" has expired by T0 + 2000. */
+  assert_int_equal(session_store_expire(store, T0 + 2000), 1);
+  size_t count = 0;
+  assert_true(session_store_count(store, &count));
+  assert_int_equal(count, 1);
+  assert_int_equal(session_store_expire(store, T0 + 2600), 1);
+  assert_true(session_store_count(store, &count));
+  assert_int_equal(count, 0);
+  session_store_destroy(&store);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -137,6 +211,8 @@ int main(void)
     cmocka_unit_test(test_append_once_per_job),
     cmocka_unit_test(test_window_keeps_last_turns),
     cmocka_unit_test(test_delete_and_expiry),
+    cmocka_unit_test(test_cap_evicts_least_recently_used),
+    cmocka_unit_test(test_cap_drops_expired_before_live),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
