@@ -49,9 +49,6 @@ enum {
 /* Mean word posterior below which the recognizer is unsure of what was said. */
 #define UNSURE_POSTERIOR 0.2
 
-/* PocketSphinx's own defaults unless measured otherwise (docs/performance.md). */
-#define DEFAULT_DECODER_OPTIONS ""
-
 typedef struct {
   stt_backend_t base;           /* first, so the vtable pointer is the struct pointer */
   ps_decoder_t *decoder;
@@ -60,7 +57,8 @@ typedef struct {
   char generic_lm[512];         /* STT_GENERIC_LM: the open vocabulary's model */
   char generic_dict[512];       /* STT_GENERIC_DICT: its pronunciations */
   float generic_weight;         /* its share of the interpolation; 0: domain model alone */
-  char decoder_options[512];    /* STT_DECODER_OPTIONS: PocketSphinx's own flags */
+  char decoder_options[512];    /* STT_DECODER_OPTIONS: PocketSphinx's own flags; none by
+                                   default (docs/performance.md measured the others) */
   bool follows_knowledge;       /* the model is generated from the knowledge file */
   char knowledge[512];          /* KNOWLEDGE_FILE */
   struct stat knowledge_seen;   /* the version the model was last built from (or tried) */
@@ -358,7 +356,7 @@ stt_backend_t *stt_pocketsphinx_new(stage_error_t *err)
   self->generic_weight = (float) config_long("STT_GENERIC_LM_PERCENT", DEFAULT_GENERIC_PERCENT,
                                              0, 90) / 100.0f;
   snprintf(self->decoder_options, sizeof self->decoder_options, "%s",
-           config_str("STT_DECODER_OPTIONS", DEFAULT_DECODER_OPTIONS));
+           config_str("STT_DECODER_OPTIONS", ""));
   const char *lm = config_str("STT_LM", STT_DEFAULT_LM);
   const char *dict = config_str("STT_DICT", STT_DEFAULT_DICT);
   self->decoder = decoder_new(self, lm, dict);
