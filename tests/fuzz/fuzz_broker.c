@@ -41,6 +41,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   log_init("fuzz_broker");
   /* libFuzzer owns SIGINT and friends. */
   zsys_handler_set(NULL);
+  /* Each input opens a broker and four peers; libzmq reaps closed sockets on a
+   * thread of its own, which on a loaded machine fell behind a long run until the
+   * default 1024 sockets were all in use and zsock_new aborted. 0: the system's
+   * maximum, before the context exists. */
+  zsys_set_max_sockets(0);
   zsys_init();
   memset(&config, 0, sizeof config);
   /* Small limits, so full queues, dropped events and oversized payloads are
