@@ -458,22 +458,13 @@ static void forget(broker_client_t *self, const char *job_id)
 broker_submit_result_t broker_client_submit(broker_client_t *self, const char *stage,
                                             const char *job_id, int64_t deadline_ms,
                                             const uint8_t *job, size_t size,
-                                            int timeout_ms, char *reason, size_t reason_size)
-{
-  int64_t retry_after_ms;
-  return broker_client_submit_timed(self, stage, job_id, deadline_ms, job, size, timeout_ms,
-                                    reason, reason_size, &retry_after_ms);
-}
-
-broker_submit_result_t broker_client_submit_timed(broker_client_t *self, const char *stage,
-                                                  const char *job_id, int64_t deadline_ms,
-                                                  const uint8_t *job, size_t size,
-                                                  int timeout_ms, char *reason,
-                                                  size_t reason_size, int64_t *retry_after_ms)
+                                            int timeout_ms, char *reason, size_t reason_size,
+                                            int64_t *retry_after_ms)
 {
   if (reason_size)
     reason[0] = '\0';
-  *retry_after_ms = 0;
+  if (retry_after_ms)
+    *retry_after_ms = 0;
   pending_t *pending = calloc(1, sizeof *pending);
   if (!pending || strlen(stage) >= sizeof pending->stage || strlen(job_id) >= AVP_JOB_ID_MAX ||
       !(pending->payload = zframe_new(job, size))) {
@@ -519,7 +510,7 @@ broker_submit_result_t broker_client_submit_timed(broker_client_t *self, const c
     zstr_free(&why);
     /* Optional: a broker from before admission estimates sends no such frame. */
     uint64_t retry = 0;
-    if (zmsg_size(reply) && avp_pop_uint(reply, &retry))
+    if (retry_after_ms && zmsg_size(reply) && avp_pop_uint(reply, &retry))
       *retry_after_ms = retry < RETRY_AFTER_MAX_MS ? (int64_t) retry : RETRY_AFTER_MAX_MS;
   }
   zstr_free(&command);

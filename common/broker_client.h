@@ -35,21 +35,15 @@ void broker_client_destroy(broker_client_t **self_p);
 
 /* Queues a packed avatar.Job for `stage` ("stt" or "chat") and waits up to
  * `timeout_ms` for the broker's answer. On BROKER_NACK_FULL `reason` gets the
- * broker's explanation. The job is kept for re-submission until
+ * broker's explanation and, when `retry_after_ms` is not NULL, the broker's estimate
+ * of when it would admit a job again (at most an hour; 0 when the NACK carried none,
+ * e.g. for a deadline that had passed). The job is kept for re-submission until
  * broker_client_job_final() unless the answer was a NACK. */
 broker_submit_result_t broker_client_submit(broker_client_t *self, const char *stage,
                                             const char *job_id, int64_t deadline_ms,
                                             const uint8_t *job, size_t size,
-                                            int timeout_ms, char *reason, size_t reason_size);
-
-/* broker_client_submit, and on BROKER_NACK_FULL sets *retry_after_ms to the broker's
- * estimate of when it would admit a job again (at most an hour; 0 when the NACK
- * carried none, e.g. for a deadline that had passed). */
-broker_submit_result_t broker_client_submit_timed(broker_client_t *self, const char *stage,
-                                                  const char *job_id, int64_t deadline_ms,
-                                                  const uint8_t *job, size_t size,
-                                                  int timeout_ms, char *reason,
-                                                  size_t reason_size, int64_t *retry_after_ms);
+                                            int timeout_ms, char *reason, size_t reason_size,
+                                            int64_t *retry_after_ms);
 
 /* The job reached done or failed: forget it (no more re-submission). */
 void broker_client_job_final(broker_client_t *self, const char *job_id);

@@ -126,7 +126,8 @@ static int submit_render(greeting_t *self, render_t *render)
   }
   avatar__job__pack(&job, packed);
   broker_submit_result_t result = self->pipeline->submit(self->pipeline->arg, "tts", job_id,
-                                                         now_ms + self->deadline_ms, packed, size);
+                                                         now_ms + self->deadline_ms, packed, size,
+                                                         NULL);
   free(packed);
   if (result != BROKER_ACK) {
     self->pipeline->job_final(self->pipeline->arg, job_id);

@@ -615,12 +615,9 @@ static enum MHD_Result submit(http_api_t *api, struct MHD_Connection *connection
   }
   const pipeline_t *pipeline = config->pipeline;
   unsigned retry_after_s = 0;
-  broker_submit_result_t result =
-    pipeline->submit_timed
-      ? pipeline->submit_timed(pipeline->arg, submission->stage, job_id, deadline_ms, packed,
-                               packed_size, &retry_after_s)
-      : pipeline->submit(pipeline->arg, submission->stage, job_id, deadline_ms, packed,
-                         packed_size);
+  broker_submit_result_t result = pipeline->submit(pipeline->arg, submission->stage, job_id,
+                                                   deadline_ms, packed, packed_size,
+                                                   &retry_after_s);
   free(packed);
 
   cJSON *fields = cJSON_CreateObject();

@@ -36,30 +36,22 @@ typedef struct {
   greeting_t *greeting;
 } gateway_t;
 
-static broker_submit_result_t submit_to_broker_timed(void *arg, const char *stage,
-                                                     const char *job_id, int64_t deadline_ms,
-                                                     const uint8_t *job, size_t size,
-                                                     unsigned *retry_after_s)
+static broker_submit_result_t submit_to_broker(void *arg, const char *stage, const char *job_id,
+                                               int64_t deadline_ms, const uint8_t *job,
+                                               size_t size, unsigned *retry_after_s)
 {
   gateway_t *gateway = arg;
   char reason[256];
   int64_t retry_after_ms = 0;
   broker_submit_result_t result =
-    broker_client_submit_timed(atomic_load(&gateway->client), stage, job_id, deadline_ms, job,
-                               size, SUBMIT_TIMEOUT_MS, reason, sizeof reason, &retry_after_ms);
+    broker_client_submit(atomic_load(&gateway->client), stage, job_id, deadline_ms, job, size,
+                         SUBMIT_TIMEOUT_MS, reason, sizeof reason, &retry_after_ms);
   /* Retry-After is in whole seconds; rounding up never invites a client early. */
-  *retry_after_s = (unsigned) ((retry_after_ms + 999) / 1000);
+  if (retry_after_s)
+    *retry_after_s = (unsigned) ((retry_after_ms + 999) / 1000);
   if (result == BROKER_NACK_FULL)
     log_msg(LOG_WARN, "broker_full", "%s", reason);
   return result;
-}
-
-static broker_submit_result_t submit_to_broker(void *arg, const char *stage, const char *job_id,
-                                               int64_t deadline_ms, const uint8_t *job,
-                                               size_t size)
-{
-  unsigned retry_after_s;
-  return submit_to_broker_timed(arg, stage, job_id, deadline_ms, job, size, &retry_after_s);
 }
 
 static cJSON *broker_info(void *arg, int timeout_ms)
@@ -205,8 +197,8 @@ int main(void)
 
   gateway_t gateway = {.client = NULL};
   pipeline_t pipeline = {
-    .submit = submit_to_broker, .submit_timed = submit_to_broker_timed, .info = broker_info,
-    .job_final = release_job, .cancel = cancel_job, .arg = &gateway,
+    .submit = submit_to_broker, .info = broker_info, .job_final = release_job,
+    .cancel = cancel_job, .arg = &gateway,
   };
   gateway.sink = (status_sink_t) {.metrics = metrics_new(), .pipeline = &pipeline};
   int exit_code = EXIT_FAILURE;

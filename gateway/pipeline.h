@@ -11,16 +11,12 @@
 #include "broker_client.h"
 
 typedef struct {
-  /* Queues packed avatar.Job `job` for `stage` ("stt" or "chat"). */
+  /* Queues packed avatar.Job `job` for `stage` ("stt" or "chat"). On
+   * BROKER_NACK_FULL, when `retry_after_s` is not NULL, sets it to the broker's
+   * estimate of when it would admit a job again (0 when it gave none). */
   broker_submit_result_t (*submit)(void *arg, const char *stage, const char *job_id,
-                                   int64_t deadline_ms, const uint8_t *job, size_t size);
-  /* Like submit; on BROKER_NACK_FULL also sets *retry_after_s to the broker's
-   * estimate of when it would admit a job again (0 when it gave none). May be
-   * NULL (fakes without an estimate): then submit is used and a refused client is
-   * told a fixed Retry-After. */
-  broker_submit_result_t (*submit_timed)(void *arg, const char *stage, const char *job_id,
-                                         int64_t deadline_ms, const uint8_t *job, size_t size,
-                                         unsigned *retry_after_s);
+                                   int64_t deadline_ms, const uint8_t *job, size_t size,
+                                   unsigned *retry_after_s);
   /* The broker's per-stage figures (see broker_client_info), or NULL when it
    * does not answer within `timeout_ms`. The caller deletes the result. */
   cJSON *(*info)(void *arg, int timeout_ms);

@@ -676,7 +676,8 @@ static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
     return false;
   }
   int64_t remaining_ms = (int64_t) deadline - clock_wall_ms();
-  int64_t wait_ms = stage && !full && remaining_ms > 0 ? estimated_wait_ms(self) : 0;
+  int64_t wait_ms =
+    stage && !full && remaining_ms > 0 && self->cfg.admit_percent ? estimated_wait_ms(self) : 0;
   int64_t retry_after_ms = 0;
   if (!stage)
     snprintf(reason, sizeof reason, "unknown stage");

@@ -66,8 +66,10 @@ static void fail(const char *what)
  * and the input of its stage. The answer varies with the job so ACK, "queue
  * full" and "unavailable" are all reached. */
 static broker_submit_result_t check_submit(void *arg, const char *stage, const char *job_id,
-                                           int64_t deadline_ms, const uint8_t *job, size_t size)
+                                           int64_t deadline_ms, const uint8_t *job, size_t size,
+                                           unsigned *retry_after_s)
 {
+  (void) retry_after_s;
   (void) arg;
   Avatar__Job *decoded = avatar__job__unpack(NULL, size, job);
   if (!decoded)

@@ -51,8 +51,10 @@ static void fail(const char *what)
 }
 
 static broker_submit_result_t never_submit(void *arg, const char *stage, const char *job_id,
-                                           int64_t deadline_ms, const uint8_t *job, size_t size)
+                                           int64_t deadline_ms, const uint8_t *job, size_t size,
+                                           unsigned *retry_after_s)
 {
+  (void) retry_after_s;
   (void) arg, (void) stage, (void) job_id, (void) deadline_ms, (void) job, (void) size;
   fail("the status sink submitted a job");
   return BROKER_UNAVAILABLE;

@@ -50,8 +50,10 @@ typedef struct {
 } response_t;
 
 static broker_submit_result_t fake_submit(void *arg, const char *stage, const char *job_id,
-                                          int64_t deadline_ms, const uint8_t *job, size_t size)
+                                          int64_t deadline_ms, const uint8_t *job, size_t size,
+                                          unsigned *retry_after_s)
 {
+  (void) retry_after_s;
   (void) job_id;
   (void) deadline_ms;
   fixture_t *fixture = arg;

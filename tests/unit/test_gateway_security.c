@@ -67,8 +67,10 @@ typedef struct {
 } response_t;
 
 static broker_submit_result_t fake_submit(void *arg, const char *stage, const char *job_id,
-                                          int64_t deadline_ms, const uint8_t *job, size_t size)
+                                          int64_t deadline_ms, const uint8_t *job, size_t size,
+                                          unsigned *retry_after_s)
 {
+  (void) retry_after_s;
   (void) stage, (void) job_id, (void) deadline_ms, (void) job, (void) size;
   fixture_t *fixture = arg;
   fixture->submits++;

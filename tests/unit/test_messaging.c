@@ -135,7 +135,7 @@ static void test_job_and_status_round_trip(void **state)
 
   char reason[64];
   assert_int_equal(broker_client_submit(client, "stt", "j1", in_ms(10000),
-                                        (const uint8_t *) "audio", 5, 2000, reason, sizeof reason),
+                                        (const uint8_t *) "audio", 5, 2000, reason, sizeof reason, NULL),
                    BROKER_ACK);
   worker_job_t *job = worker_next(stt);
   assert_non_null(job);
@@ -179,10 +179,10 @@ static void test_full_queue_is_refused(void **state)
   broker_client_t *client = broker_client_new(endpoint, on_status, &log);
   char reason[128];
   assert_int_equal(broker_client_submit(client, "tts", "a", in_ms(10000), (const uint8_t *) "x",
-                                        1, 2000, reason, sizeof reason),
+                                        1, 2000, reason, sizeof reason, NULL),
                    BROKER_ACK);
   assert_int_equal(broker_client_submit(client, "tts", "b", in_ms(10000), (const uint8_t *) "x",
-                                        1, 2000, reason, sizeof reason),
+                                        1, 2000, reason, sizeof reason, NULL),
                    BROKER_NACK_FULL);
   assert_non_null(strstr(reason, "full"));
   broker_client_destroy(&client);
@@ -196,7 +196,7 @@ static void test_no_broker_is_unavailable(void **state)
   broker_client_t *client = broker_client_new(endpoint, on_status, &log);
   char reason[64];
   assert_int_equal(broker_client_submit(client, "stt", "lost", in_ms(10000),
-                                        (const uint8_t *) "x", 1, 300, reason, sizeof reason),
+                                        (const uint8_t *) "x", 1, 300, reason, sizeof reason, NULL),
                    BROKER_UNAVAILABLE);
   assert_null(broker_client_info(client, 200));
   broker_client_destroy(&client);
@@ -210,7 +210,7 @@ static void test_open_jobs_survive_a_broker_restart(void **state)
   broker_client_t *client = broker_client_new(endpoint, on_status, &log);
   char reason[64];
   assert_int_equal(broker_client_submit(client, "avatar", "keep", in_ms(20000),
-                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason, NULL),
                    BROKER_ACK);
   zactor_destroy(&broker); /* the queued job dies with it */
   broker = broker_start(10);
@@ -232,7 +232,7 @@ static void test_job_fails_when_broker_stays_dead(void **state)
   broker_client_t *client = broker_client_new(endpoint, on_status, &log);
   char reason[64];
   assert_int_equal(broker_client_submit(client, "stt", "orphan", in_ms(300),
-                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason, NULL),
                    BROKER_ACK);
   zactor_destroy(&broker);
   assert_int_equal(wait_status(&log, "orphan", 5000), AVATAR__STATE__FAILED);
@@ -269,7 +269,7 @@ static void *caller_run(void *arg)
     snprintf(job_id, sizeof job_id, "concurrent-%d", caller->index);
     caller->result = broker_client_submit(caller->client, "stt", job_id, in_ms(10000),
                                           (const uint8_t *) "x", 1, caller->timeout_ms, reason,
-                                          sizeof reason);
+                                          sizeof reason, NULL);
   }
   caller->took_ms = clock_mono_ms() - started;
   return NULL;
@@ -354,10 +354,10 @@ static void test_cancelled_job_is_not_dispatched(void **state)
   assert_non_null(client);
   char reason[64];
   assert_int_equal(broker_client_submit(client, "chat", "cached", in_ms(10000),
-                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason, NULL),
                    BROKER_ACK);
   assert_int_equal(broker_client_submit(client, "chat", "wanted", in_ms(10000),
-                                        (const uint8_t *) "y", 1, 2000, reason, sizeof reason),
+                                        (const uint8_t *) "y", 1, 2000, reason, sizeof reason, NULL),
                    BROKER_ACK);
   assert_int_equal(broker_client_cancel(client, "cached"), 0);
   /* INFO travels the same connection after the CANCEL, so it sees its effect. */
@@ -418,7 +418,7 @@ static void test_peers_join_a_broker_that_comes_late(void **state)
   assert_int_equal(workers, 1);
   char reason[64];
   assert_int_equal(broker_client_submit(client, "tts", "late", in_ms(10000),
-                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason, NULL),
                    BROKER_ACK);
   worker_job_t *job = worker_next(tts);
   assert_non_null(job);
@@ -461,7 +461,7 @@ static void test_curve_keeps_out_unknown_keys(void **state)
 
   char reason[64];
   assert_int_equal(broker_client_submit(client, "tts", "secret", in_ms(10000),
-                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason),
+                                        (const uint8_t *) "x", 1, 2000, reason, sizeof reason, NULL),
                    BROKER_ACK);
   worker_job_t *job = worker_next(good);
   assert_non_null(job);
@@ -497,7 +497,7 @@ static void hang_in_child(void)
   (void) broker; /* never destroyed: the process ends by _exit */
   char reason[64];
   broker_client_submit(client, "tts", "stuck", in_ms(60000), (const uint8_t *) "x", 1, 2000,
-                       reason, sizeof reason);
+                       reason, sizeof reason, NULL);
   worker_job_t *job = worker_next(tts);
   if (!job)
     _exit(2);
