@@ -25,10 +25,7 @@ export GATEWAY_RATE_PER_MIN=0 GATEWAY_POLL_RATE_PER_MIN=0 GATEWAY_MAX_CONNECTION
 export ANSWER_CACHE_MAX=0 CHAT_CACHE_MAX=0
 STAGES="stt chat tts avatar"
 
-n=0 failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+. "$(dirname "$0")/../integration/tap.sh"
 
 start() { # start NAME [REPLICA]
   case $1 in gateway) bin=gateway/gateway ;; *) bin=services/$1/$1 ;; esac
@@ -42,9 +39,8 @@ stop_all() {
 cleanup() {
   [ -n "${killer:-}" ] && kill "$killer" 2>/dev/null
   stop_all
-  echo "1..$n"
   rm -rf "$WORK"
-  [ "$failures" -eq 0 ]
+  tap_end
 }
 trap 'cleanup; exit $?' EXIT
 trap 'exit 1' INT TERM

@@ -22,10 +22,7 @@ command -v ip >/dev/null 2>&1 || skip "ip (iproute2) is not installed"
 ip netns add "$TAG-probe" 2>/dev/null || skip "ip netns does not work here"
 ip netns del "$TAG-probe"
 
-n=0 failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command: $*"; fi; }
+. "$(dirname "$0")/../integration/tap.sh"
 
 # Every process of ours runs inside one of our namespaces, so the namespaces'
 # pid lists find them all, whatever happened to the script's own bookkeeping.
@@ -38,15 +35,9 @@ cleanup() {
     ip netns pids "$TAG-$host" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$TAG-$host" 2>/dev/null
   done
-  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
-    not_ok "no sanitizer reports in service logs" \
-      "$(grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log | head -40)"
-  else
-    ok "no sanitizer reports in service logs"
-  fi
-  echo "1..$n"
+  tap_sanitizer_check "$WORK"
   rm -rf "$WORK"
-  [ "$failures" -eq 0 ]
+  tap_end
 }
 trap 'cleanup; exit $?' EXIT
 trap 'exit 1' INT TERM HUP PIPE

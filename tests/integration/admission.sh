@@ -27,10 +27,7 @@ export ANSWER_CACHE_MAX=0 CHAT_CACHE_MAX=0 GATEWAY_RATE_PER_MIN=0
 export AVATAR_SIZE=128 AVATAR_FPS=10
 export CHAT_BACKEND=openai OPENAI_API_KEY=sk-fake-admission OPENAI_CHAT_MODEL=llama3.1
 
-n=0 failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command: $*"; fi; }
+. "$(dirname "$0")/tap.sh"
 
 SERVICES="gateway stt chat tts avatar broker"
 start() { # start NAME: runs the service in the background, pid in $WORK/NAME.pid
@@ -46,15 +43,9 @@ cleanup() {
   done
   wait 2>/dev/null
   # A sanitizer report in any log fails the run.
-  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
-    not_ok "no sanitizer reports in service logs" \
-      "$(grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log | head -40)"
-  else
-    ok "no sanitizer reports in service logs"
-  fi
-  echo "1..$n"
+  tap_sanitizer_check "$WORK"
   rm -rf "$WORK"
-  [ "$failures" -eq 0 ]
+  tap_end
 }
 trap 'cleanup; exit $?' EXIT
 trap 'exit 1' INT TERM

@@ -26,10 +26,7 @@ GEMINI_KEY="AIzaFakeGeminiKey-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 DID_KEY="ZmFrZUBleGFtcGxlLmNvbQ:did-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 OPENAI_KEY="sk-fake-openai-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 
-n=0 failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command: $*"; fi; }
+. "$(dirname "$0")/tap.sh"
 
 SERVICES="gateway stt chat tts avatar broker"
 FAKE_NAMES="fake_google fake_gemini fake_did fake_openai_audio fake_openai_chat"
@@ -54,15 +51,9 @@ cleanup() {
     [ -f "$WORK/$f.pid" ] && kill "$(pid_of $f)" 2>/dev/null
   done
   wait 2>/dev/null
-  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
-    not_ok "no sanitizer reports in service or fake logs" \
-      "$(grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log | head -40)"
-  else
-    ok "no sanitizer reports in service or fake logs"
-  fi
-  echo "1..$n"
+  tap_sanitizer_check "$WORK" "no sanitizer reports in service or fake logs"
   rm -rf "$WORK"
-  [ "$failures" -eq 0 ]
+  tap_end
 }
 trap 'cleanup; exit $?' EXIT
 trap 'exit 1' INT TERM

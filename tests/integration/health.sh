@@ -14,9 +14,7 @@ export BROKER_BIND="tcp://127.0.0.1:$BROKER_PORT" BROKER_ENDPOINT="tcp://127.0.0
 export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" HEALTHCHECK_TIMEOUT_MS=1000
 PROBE="$BUILD_DIR/services/health/healthcheck"
 
-n=0 failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
+. "$(dirname "$0")/tap.sh"
 expect() { # expect NAME CODE PROBE-ARGS...: the probe exits with CODE
   name=$1 code=$2; shift 2
   "$PROBE" "$@" 2>>"$WORK/probe.log"
@@ -27,14 +25,9 @@ start() { "$BUILD_DIR/$2" 2>>"$WORK/$1.log" & echo $! > "$WORK/$1.pid"; }
 stop() { kill "$(cat "$WORK/$1.pid")" 2>/dev/null; wait "$(cat "$WORK/$1.pid")" 2>/dev/null; rm -f "$WORK/$1.pid"; }
 cleanup() {
   for s in gateway chat broker; do [ -f "$WORK/$s.pid" ] && stop $s; done
-  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
-    not_ok "no sanitizer reports" "$(grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log | head -40)"
-  else
-    ok "no sanitizer reports"
-  fi
-  echo "1..$n"
+  tap_sanitizer_check "$WORK" "no sanitizer reports"
   rm -rf "$WORK"
-  [ "$failures" -eq 0 ]
+  tap_end
 }
 trap 'cleanup; exit $?' EXIT
 trap 'exit 1' INT TERM

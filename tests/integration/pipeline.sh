@@ -14,10 +14,7 @@ export BROKER_BIND="tcp://127.0.0.1:$BROKER_PORT" BROKER_ENDPOINT="tcp://127.0.0
 export GATEWAY_PORT=$PORT GATEWAY_BIND=127.0.0.1 MEDIA_DIR="$WORK/media" LOG_LEVEL=info
 export JOB_DEADLINE_MS=${JOB_DEADLINE_MS:-60000}
 
-n=0 failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command: $*"; fi; }
+. "$(dirname "$0")/tap.sh"
 
 start() { # start NAME: runs the service in the background, pid in $WORK/NAME.pid
   "$BUILD_DIR/$(path_of "$1")" 2>>"$WORK/$1.log" &
@@ -32,15 +29,9 @@ cleanup() {
   done
   wait 2>/dev/null
   # A sanitizer report in any service log fails the run.
-  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
-    not_ok "no sanitizer reports in service logs" \
-      "$(grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log | head -40)"
-  else
-    ok "no sanitizer reports in service logs"
-  fi
-  echo "1..$n"
+  tap_sanitizer_check "$WORK"
   rm -rf "$WORK"
-  [ "$failures" -eq 0 ]
+  tap_end
 }
 trap 'cleanup; exit $?' EXIT
 trap 'exit 1' INT TERM

@@ -17,10 +17,7 @@ export GATEWAY_BIND=127.0.0.1 LOG_LEVEL=info STATUS_STORE="redis://127.0.0.1:$RE
 # Neither gateway may fall back to a directory: media must come from Redis.
 export MEDIA_DIR=/nonexistent/never-used
 
-n=0 failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command: $*"; fi; }
+. "$(dirname "$0")/tap.sh"
 
 start() { # start NAME COMMAND...: runs COMMAND in the background, pid in $WORK/NAME.pid
   name=$1; shift
@@ -34,15 +31,9 @@ cleanup() {
     [ -f "$WORK/$s.pid" ] && kill "$(pid_of $s)" 2>/dev/null
   done
   wait 2>/dev/null
-  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
-    not_ok "no sanitizer reports in service logs" \
-      "$(grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log | head -40)"
-  else
-    ok "no sanitizer reports in service logs"
-  fi
-  echo "1..$n"
+  tap_sanitizer_check "$WORK"
   rm -rf "$WORK"
-  [ "$failures" -eq 0 ]
+  tap_end
 }
 trap 'cleanup; exit $?' EXIT
 trap 'exit 1' INT TERM

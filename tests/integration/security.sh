@@ -21,10 +21,7 @@ export CONVERSATION_DB="$WORK/conversations.db"
 export GATEWAY_API_TOKEN="$TOKEN" GATEWAY_CORS_ORIGINS="$ORIGIN, http://localhost:3000"
 export GATEWAY_RATE_PER_MIN=6 GATEWAY_RATE_BURST=4
 
-n=0 failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command: $*"; fi; }
+. "$(dirname "$0")/tap.sh"
 
 start() { # start NAME: runs the service in the background, pid in $WORK/NAME.pid
   "$BUILD_DIR/$(path_of "$1")" 2>>"$WORK/$1.log" &
@@ -37,15 +34,9 @@ cleanup() {
     [ -f "$WORK/$s.pid" ] && kill "$(cat "$WORK/$s.pid")" 2>/dev/null
   done
   wait 2>/dev/null
-  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log >/dev/null 2>&1; then
-    not_ok "no sanitizer reports in service logs" \
-      "$(grep -h -A12 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$WORK"/*.log | head -40)"
-  else
-    ok "no sanitizer reports in service logs"
-  fi
-  echo "1..$n"
+  tap_sanitizer_check "$WORK"
   rm -rf "$WORK"
-  [ "$failures" -eq 0 ]
+  tap_end
 }
 trap 'cleanup; exit $?' EXIT
 trap 'exit 1' INT TERM
