@@ -6,6 +6,7 @@
 #include "protocol.h"
 
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,12 +21,13 @@ typedef struct {
 } fixture_t;
 
 static int start_broker(void **state, size_t queue_max, uint32_t max_attempts, int heartbeat_ms,
-                        int stage_timeout_ms)
+                        int stage_timeout_ms, unsigned admit_percent)
 {
   fixture_t *f = calloc(1, sizeof *f);
   broker_config_t cfg = {.queue_max = queue_max, .status_queue_max = 100,
                          .max_attempts = max_attempts, .heartbeat_ms = heartbeat_ms,
-                         .max_payload = 4096, .stage_timeout_ms = stage_timeout_ms};
+                         .max_payload = 4096, .stage_timeout_ms = stage_timeout_ms,
+                         .admit_percent = admit_percent};
   snprintf(cfg.endpoint, sizeof cfg.endpoint, "tcp://127.0.0.1:*");
   f->broker = zactor_new(broker_actor, &cfg);
   zstr_send(f->broker, "ENDPOINT");
@@ -36,11 +38,14 @@ static int start_broker(void **state, size_t queue_max, uint32_t max_attempts, i
   return f->endpoint[0] ? 0 : -1;
 }
 
-static int setup(void **state) { return start_broker(state, 2, 2, HEARTBEAT_MS, 30000); }
-static int setup_one_attempt(void **state) { return start_broker(state, 10, 1, HEARTBEAT_MS, 30000); }
+/* Admission by time off (0), except where it is the subject. */
+static int setup(void **state) { return start_broker(state, 2, 2, HEARTBEAT_MS, 30000, 0); }
+static int setup_one_attempt(void **state) { return start_broker(state, 10, 1, HEARTBEAT_MS, 30000, 0); }
 /* For tests where several peers wait at once: none must look dead meanwhile. */
-static int setup_slow_heartbeat(void **state) { return start_broker(state, 2, 2, 2000, 30000); }
-static int setup_stage_timeout(void **state) { return start_broker(state, 2, 2, 2000, 300); }
+static int setup_slow_heartbeat(void **state) { return start_broker(state, 2, 2, 2000, 30000, 0); }
+static int setup_stage_timeout(void **state) { return start_broker(state, 2, 2, 2000, 300, 0); }
+/* A worker that sleeps while it "works" needs slow heartbeats too. */
+static int setup_admission(void **state) { return start_broker(state, 100, 2, 2000, 30000, 50); }
 
 static int teardown(void **state)
 {
@@ -527,6 +532,136 @@ static void test_garbage_is_dropped_and_counted(void **state)
   zsock_destroy(&attacker);
 }
 
+/* ---- admission by time (services/broker/admission.c applied) ---- */
+
+#define SERVICE_MS 400 /* what the admission tests' worker takes per job */
+
+/* Submits a job for stage "slow" due at `deadline_ms` and returns the answer's
+ * command ("ACK"/"NACK"); for a NACK also its reason and retry estimate. */
+static char *submit_and_answer(zsock_t *producer, const char *job_id, int64_t deadline_ms,
+                               char *reason, size_t reason_size, uint64_t *retry_after_ms)
+{
+  char deadline[24];
+  snprintf(deadline, sizeof deadline, "%lld", (long long) deadline_ms);
+  send_frames(producer, AVP_SUBMIT, "slow", job_id, deadline, "job", NULL);
+  bool heartbeat = true;
+  zmsg_t *msg = NULL;
+  while (!msg && heartbeat)
+    msg = receive_one(producer, &heartbeat);
+  assert_non_null(msg);
+  char *command = zmsg_popstr(msg);
+  char *id = zmsg_popstr(msg);
+  assert_string_equal(id, job_id);
+  free(id);
+  if (!strcmp(command, AVP_NACK)) {
+    char *why = zmsg_popstr(msg);
+    assert_non_null(why);
+    snprintf(reason, reason_size, "%s", why);
+    free(why);
+    assert_true(avp_pop_uint(msg, retry_after_ms));
+  }
+  zmsg_destroy(&msg);
+  return command;
+}
+
+/* `worker` joins stage "slow" and is handed `job_id`, submitted by `producer`. */
+static void hand_out_first_job(zsock_t *worker, zsock_t *producer, const char *job_id)
+{
+  send_frames(worker, AVP_READY, "slow", "1", NULL);
+  zclock_sleep(100);
+  char reason[256] = "";
+  uint64_t retry = 0;
+  char *answer = submit_and_answer(producer, job_id, clock_wall_ms() + 10000, reason,
+                                   sizeof reason, &retry);
+  assert_string_equal(answer, AVP_ACK);
+  free(answer);
+  zmsg_t *job = expect(worker, AVP_JOB);
+  zmsg_destroy(&job);
+}
+
+static void test_refuses_what_would_wait_past_the_deadline(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *worker = peer_new(f);
+  zsock_t *producer = peer_new(f);
+  /* One job through a 400 ms worker teaches the broker the stage's service time. */
+  hand_out_first_job(worker, producer, "warm");
+  zclock_sleep(SERVICE_MS);
+  send_frames(worker, AVP_DONE, "slow", "warm", NULL);
+  zclock_sleep(50);
+  long service_ms = info_counter(producer, "stages", "slow", "service_ms");
+  printf("# measured service time %ld ms (worker sleeps %d ms)\n", service_ms, SERVICE_MS);
+  assert_true(service_ms >= SERVICE_MS && service_ms < SERVICE_MS + 1000);
+
+  /* Deadlines 2 s away leave 1 s of waiting (50%). The worker takes the first job
+   * and holds it; each further one queues 400 ms more behind it. */
+  char reason[256] = "";
+  uint64_t retry = 0;
+  char *answer;
+  int64_t deadline = clock_wall_ms() + 2000;
+  int accepted = 0;
+  bool refused = false;
+  for (int i = 0; i < 6 && !refused; i++) {
+    char job_id[16];
+    snprintf(job_id, sizeof job_id, "j%d", i);
+    int64_t asked = clock_mono_ms();
+    answer = submit_and_answer(producer, job_id, deadline, reason, sizeof reason, &retry);
+    int64_t answered_in = clock_mono_ms() - asked;
+    if (!strcmp(answer, AVP_ACK))
+      accepted++;
+    else {
+      assert_string_equal(answer, AVP_NACK);
+      refused = true;
+      printf("# %s refused in %" PRId64 " ms: %s (retry after %" PRIu64 " ms)\n", job_id,
+             answered_in, reason, retry);
+    }
+    free(answer);
+  }
+  assert_true(refused);
+  /* Waits of 0, 400 (in flight), 800, then 1200 > 1000: the fourth is refused, or the
+   * fifth if the held job's remaining time shrank by 200 ms meanwhile. */
+  assert_in_range(accepted, 3, 4);
+  assert_non_null(strstr(reason, "would wait"));
+  assert_in_range(retry, 1000, 2000);
+
+  /* The same backlog is fine for a job with a longer deadline. */
+  answer = submit_and_answer(producer, "patient", clock_wall_ms() + 60000, reason,
+                             sizeof reason, &retry);
+  assert_string_equal(answer, AVP_ACK);
+  free(answer);
+  assert_int_equal(info_counter(producer, "counters", NULL, "jobs_nacked_wait"), 1);
+  assert_true(info_counter(producer, "admission", NULL, "wait_ms") > 1000);
+  assert_int_equal(info_counter(producer, "admission", NULL, "percent"), 50);
+
+  zsock_destroy(&producer);
+  zsock_destroy(&worker);
+}
+
+/* Before any DONE the service time is unknown; a job held for long already counts. */
+static void test_first_job_counts_while_it_runs(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *worker = peer_new(f);
+  zsock_t *producer = peer_new(f);
+  hand_out_first_job(worker, producer, "first");
+  zclock_sleep(1200); /* the worker holds it */
+  char reason[256] = "";
+  uint64_t retry = 0;
+  char *answer;
+  /* Deadlines 2 s away leave 1 s of waiting: nothing is queued yet for the second;
+   * the third would wait behind it for at least the 1.2 s the first has taken. */
+  int64_t deadline = clock_wall_ms() + 2000;
+  answer = submit_and_answer(producer, "second", deadline, reason, sizeof reason, &retry);
+  assert_string_equal(answer, AVP_ACK);
+  free(answer);
+  answer = submit_and_answer(producer, "third", deadline, reason, sizeof reason, &retry);
+  assert_string_equal(answer, AVP_NACK);
+  free(answer);
+  send_frames(worker, AVP_DONE, "slow", "first", NULL);
+  zsock_destroy(&producer);
+  zsock_destroy(&worker);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -548,6 +683,10 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_status_events_reach_consumer, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unknown_peer_heartbeat_gets_disconnect, setup, teardown),
     cmocka_unit_test_setup_teardown(test_garbage_is_dropped_and_counted, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_refuses_what_would_wait_past_the_deadline,
+                                    setup_admission, teardown),
+    cmocka_unit_test_setup_teardown(test_first_job_counts_while_it_runs, setup_admission,
+                                    teardown),
   };
   return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
 }
