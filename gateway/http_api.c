@@ -482,8 +482,7 @@ static enum MHD_Result handle_metrics(http_api_t *api, struct MHD_Connection *co
   metrics_memory_t memory = {.sqlite_bytes = conversation_log_memory_used()};
   memory.sessions_known = session_store_count(api->config.sessions, &memory.sessions);
   memory.sessions_evicted = session_store_evicted(api->config.sessions);
-  metrics_set_memory(api->config.metrics, &memory);
-  char *text = metrics_render(api->config.metrics, info);
+  char *text = metrics_render(api->config.metrics, info, &memory);
   cJSON_Delete(info);
   if (!text)
     return respond_internal(connection, request);

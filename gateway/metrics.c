@@ -55,7 +55,6 @@ struct metrics {
   uint64_t upload_bytes;
   uint64_t cache_hits;
   uint64_t cache_misses;
-  metrics_memory_t memory;  /* zero until metrics_set_memory */
 };
 
 metrics_t *metrics_new(void)
@@ -334,13 +333,6 @@ static void render_broker(const cJSON *broker_info, text_t *out)
   render_broker_counters(broker_info, out);
 }
 
-void metrics_set_memory(metrics_t *self, const metrics_memory_t *memory)
-{
-  pthread_mutex_lock(&self->lock);
-  self->memory = *memory;
-  pthread_mutex_unlock(&self->lock);
-}
-
 /* glibc's malloc figures: what the gateway's heap holds (live allocations, large
  * ones mmapped on their own included) and what it keeps free without returning it to
  * the system. RSS growing with the first means data kept; with the second,
@@ -357,7 +349,7 @@ static void render_heap(text_t *out)
          heap.uordblks + heap.hblkhd, heap.fordblks);
 }
 
-char *metrics_render(metrics_t *self, const cJSON *broker_info)
+char *metrics_render(metrics_t *self, const cJSON *broker_info, const metrics_memory_t *memory)
 {
   text_t out = {.text = malloc(4096), .capacity = 4096};
   if (!out.text)
@@ -377,18 +369,19 @@ char *metrics_render(metrics_t *self, const cJSON *broker_info)
                "gateway_answer_cache_total{result=\"hit\"} %llu\n"
                "gateway_answer_cache_total{result=\"miss\"} %llu\n",
          (unsigned long long) self->cache_hits, (unsigned long long) self->cache_misses);
-  if (self->memory.sessions_known)
+  if (memory && memory->sessions_known)
     append(&out, "# HELP gateway_sessions_stored Conversation sessions kept in memory.\n"
                  "# TYPE gateway_sessions_stored gauge\ngateway_sessions_stored %zu\n"
                  "# HELP gateway_sessions_evicted_total Live sessions evicted, least recently "
                  "used first, to stay within SESSION_MAX.\n"
                  "# TYPE gateway_sessions_evicted_total counter\n"
                  "gateway_sessions_evicted_total %llu\n",
-           self->memory.sessions, (unsigned long long) self->memory.sessions_evicted);
-  append(&out, "# HELP gateway_sqlite_memory_bytes Heap bytes SQLite holds (the conversation "
-               "log's page cache).\n"
-               "# TYPE gateway_sqlite_memory_bytes gauge\ngateway_sqlite_memory_bytes %lld\n",
-         (long long) self->memory.sqlite_bytes);
+           memory->sessions, (unsigned long long) memory->sessions_evicted);
+  if (memory)
+    append(&out, "# HELP gateway_sqlite_memory_bytes Heap bytes SQLite holds (the conversation "
+                 "log's page cache).\n"
+                 "# TYPE gateway_sqlite_memory_bytes gauge\ngateway_sqlite_memory_bytes %lld\n",
+           (long long) memory->sqlite_bytes);
   pthread_mutex_unlock(&self->lock);
   render_broker(broker_info, &out);
   render_heap(&out);

@@ -32,7 +32,7 @@ void metrics_answer_cache(metrics_t *self, bool hit);
 void metrics_job_final(metrics_t *self, job_state_t state, const char *error_code,
                        const job_timing_t *timings, size_t timing_count);
 
-/* What the gateway keeps in memory besides jobs, sampled before a render. */
+/* What the gateway keeps in memory besides jobs, sampled for a render. */
 typedef struct {
   bool sessions_known;     /* false with Redis stores: then not rendered */
   size_t sessions;         /* conversation sessions in the in-memory store */
@@ -40,13 +40,11 @@ typedef struct {
   int64_t sqlite_bytes;    /* SQLite's heap: the conversation log's page cache */
 } metrics_memory_t;
 
-/* Sets the memory gauges for the next render. */
-void metrics_set_memory(metrics_t *self, const metrics_memory_t *memory);
-
 /* The Prometheus text. `broker_info` (may be NULL: broker unreachable) is the
- * answer of broker_client_info, for queue depth and workers per stage. Returns
+ * answer of broker_client_info, for queue depth and workers per stage; `memory`
+ * (may be NULL: not rendered) what the stores hold now. Returns
  * a new string (caller frees) or NULL when out of memory. Also renders the process's
  * heap figures (glibc mallinfo2). */
-char *metrics_render(metrics_t *self, const cJSON *broker_info);
+char *metrics_render(metrics_t *self, const cJSON *broker_info, const metrics_memory_t *memory);
 
 #endif

@@ -188,7 +188,7 @@ static void test_pipeline_events(void **state)
   assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(session, "turns")), 2);
   cJSON_Delete(session);
 
-  char *metrics = metrics_render(fixture->sink.metrics, NULL);
+  char *metrics = metrics_render(fixture->sink.metrics, NULL, NULL);
   assert_non_null(strstr(metrics, "gateway_jobs_total{state=\"done\",error_code=\"\"} 1\n"));
   assert_non_null(strstr(metrics, "gateway_stage_latency_ms_count{stage=\"stt\"} 1\n"));
   assert_non_null(strstr(metrics, "gateway_broker_up 0\n"));
