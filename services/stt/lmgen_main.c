@@ -4,16 +4,13 @@
  *   lmgen [--general FILE] [--general-weight W] [--generic-lm FILE]
  *         [--generic-words N] [--generic-weight W] KNOWLEDGE_JSON CMUDICT OUT_LM OUT_DICT
  *   lmgen --generic-dict N GENERIC_LM CMUDICT OUT_DICT
- *   lmgen --mix PERCENT DOMAIN_LM DOMAIN_DICT GENERIC_LM GENERIC_DICT OUT_LM OUT_DICT
  *
  * The second form writes the dictionary of the generic model's N likeliest words,
- * which the stt backend searches with the generic model mixed in (lmgen.h). The third
- * writes that mix as one static model, the generic model weighing PERCENT (lmmix.h).
+ * which the stt backend searches when it interpolates that model (lmgen.h).
  *
  * Exits 1 with the reason on stderr when the knowledge base is invalid, a word has no
  * pronunciation, or a file cannot be read or written. */
 #include "lmgen.h"
-#include "lmmix.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,9 +22,7 @@ static int usage(void)
   fputs("usage: lmgen [--general FILE] [--general-weight W] [--generic-lm FILE]\n"
         "             [--generic-words N] [--generic-weight W]\n"
         "             KNOWLEDGE_JSON CMUDICT OUT_LM OUT_DICT\n"
-        "       lmgen --generic-dict N GENERIC_LM CMUDICT OUT_DICT\n"
-        "       lmgen --mix PERCENT DOMAIN_LM DOMAIN_DICT GENERIC_LM GENERIC_DICT OUT_LM OUT_DICT\n",
-        stderr);
+        "       lmgen --generic-dict N GENERIC_LM CMUDICT OUT_DICT\n", stderr);
   return 1;
 }
 
@@ -55,32 +50,10 @@ static int generic_dict_main(int argc, char **argv)
   return 0;
 }
 
-static int mix_main(int argc, char **argv)
-{
-  double percent = 0.0;
-  if (argc != 9 || parse_number(argv[2], &percent) < 0 || percent <= 0.0 || percent >= 100.0)
-    return usage();
-  lmmix_options_t options = {
-    .domain_lm = argv[3], .domain_dict = argv[4], .generic_lm = argv[5],
-    .generic_dict = argv[6], .generic_weight = percent / 100.0, .out_lm = argv[7],
-    .out_dict = argv[8]};
-  lmmix_stats_t stats = {0};
-  stage_error_t err = {0};
-  if (lmmix_write(&options, &stats, &err) < 0) {
-    fprintf(stderr, "lmgen: %s\n", err.message);
-    return 1;
-  }
-  printf("lmgen: mixed model of %zu words, %zu/%zu/%zu n-grams\n", stats.words,
-         stats.ngrams[0], stats.ngrams[1], stats.ngrams[2]);
-  return 0;
-}
-
 int main(int argc, char **argv)
 {
   if (argc > 1 && !strcmp(argv[1], "--generic-dict"))
     return generic_dict_main(argc, argv);
-  if (argc > 1 && !strcmp(argv[1], "--mix"))
-    return mix_main(argc, argv);
   lmgen_options_t options = {0};
   int arg = 1;
   for (; arg + 1 < argc && !strncmp(argv[arg], "--", 2); arg += 2) {

@@ -3,7 +3,6 @@
 #include "stt_backend.h"
 #include "test_stt_media.h"
 
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -151,56 +150,6 @@ static void test_decoder_options(void **state)
   tuned->destroy(&tuned);
 }
 
-/* Counts the files left in `dir` whose names start with `prefix`. */
-static int files_left(const char *dir, const char *prefix)
-{
-  DIR *listing = opendir(dir);
-  assert_non_null(listing);
-  int count = 0;
-  for (struct dirent *entry = readdir(listing); entry; entry = readdir(listing))
-    count += !strncmp(entry->d_name, prefix, strlen(prefix));
-  closedir(listing);
-  return count;
-}
-
-/* A weight other than the build's: the mix is written at start into STT_LM_DIR, heard
- * with, and its files removed once the decoder has read them. Without the generic model
- * the backend refuses to start and names it; at 0 the domain model alone is searched. */
-static void test_mix_written_at_start(void **state)
-{
-  (void) state;
-  assert_int_equal(setenv("STT_LM_DIR", media.dir, 1), 0);
-  assert_int_equal(setenv("STT_GENERIC_LM_PERCENT", "30", 1), 0);
-  stage_error_t err = {0};
-  stt_backend_t *mixed = stt_pocketsphinx_new(&err);
-  if (!mixed)
-    fail_msg("%s", err.message);
-  assert_int_equal(files_left(media.dir, "open-"), 0);
-  stt_backend_t *shared = backend;
-  backend = mixed;
-  expect_transcript("what are your office hours");
-  mixed->destroy(&mixed);
-
-  assert_int_equal(setenv("STT_GENERIC_LM", "/nonexistent/en-us.lm.bin", 1), 0);
-  memset(&err, 0, sizeof err);
-  assert_null(stt_pocketsphinx_new(&err));
-  assert_string_equal(err.code, "backend_error");
-  assert_non_null(strstr(err.message, "/nonexistent/en-us.lm.bin"));
-  assert_int_equal(files_left(media.dir, "open-"), 0);
-
-  assert_int_equal(setenv("STT_GENERIC_LM_PERCENT", "0", 1), 0);
-  stt_backend_t *domain_only = stt_pocketsphinx_new(&err);
-  if (!domain_only)
-    fail_msg("%s", err.message);
-  backend = domain_only;
-  expect_transcript("what are your office hours");
-  domain_only->destroy(&domain_only);
-  backend = shared;
-  assert_int_equal(unsetenv("STT_GENERIC_LM"), 0);
-  assert_int_equal(unsetenv("STT_GENERIC_LM_PERCENT"), 0);
-  assert_int_equal(unsetenv("STT_LM_DIR"), 0);
-}
-
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -209,7 +158,6 @@ int main(void)
     cmocka_unit_test(test_silence_is_no_speech),
     cmocka_unit_test(test_bad_audio),
     cmocka_unit_test(test_decoder_options),
-    cmocka_unit_test(test_mix_written_at_start),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

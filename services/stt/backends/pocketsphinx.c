@@ -6,29 +6,28 @@
  * is not thread-safe: each worker thread creates its own backend.
  *
  * The domain model alone forces every sentence onto the knowledge base's words, so an
- * off-topic question comes out as the nearest in-domain one. It is therefore mixed
- * with Debian's generic en-us model (STT_GENERIC_LM, weight STT_GENERIC_LM_PERCENT)
- * over the generic model's likeliest words plus the domain's own (STT_GENERIC_DICT):
- * a question about the weather is heard as words about the weather, which chat then
- * turns down (docs/performance.md "Conversation quality"). The mix is one static
- * model (lmmix.h): the build writes it for the default knowledge file and weight, and
- * the backend writes it at start for any other model or weight.
+ * off-topic question comes out as the nearest in-domain one. It is therefore
+ * interpolated with Debian's generic en-us model (STT_GENERIC_LM, weight
+ * STT_GENERIC_LM_PERCENT) over the full cmudict plus the domain's own words: a
+ * question about the weather is heard as words about the weather, which chat then
+ * turns down (docs/performance.md "Conversation quality").
  *
  * When the knowledge file changes (and STT_LM is not set to a model of one's own),
- * the model is generated again with lmgen and lmmix, as library calls, and the decoder
- * is replaced before the next job: a new question added to the knowledge base is
- * heard without a restart. A knowledge base that fails validation keeps the old model
- * and logs why, naming the entry and field. */
+ * the model is generated again with lmgen, as a library call, and the decoder is
+ * replaced before the next job: a new question added to the knowledge base is heard
+ * without a restart. A knowledge base that fails validation keeps the old model and
+ * logs why, naming the entry and field. */
 #include "stt_backend.h"
 
 #include "audio.h"
 #include "conditioning.h"
 #include "config.h"
 #include "lmgen.h"
-#include "lmmix.h"
 #include "log.h"
 
+#include <sphinxbase/ckd_alloc.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/ngram_model.h>
 #include <pocketsphinx.h>
 
 #include <ctype.h>
@@ -42,6 +41,7 @@
 enum {
   SPHINX_SAMPLE_RATE = 16000,   /* what the en-us acoustic model was trained on */
   DEFAULT_MAX_AUDIO_MS = 60000,
+  DEFAULT_GENERIC_PERCENT = 5,  /* docs/performance.md "Conversation quality" */
   SILENCE_PEAK = 200,           /* below -44 dBFS peak nothing can be recognized */
   MAX_DECODER_ARGS = 64
 };
@@ -56,8 +56,7 @@ typedef struct {
   char model[512];              /* STT_MODEL_DIR */
   char generic_lm[512];         /* STT_GENERIC_LM: the open vocabulary's model */
   char generic_dict[512];       /* STT_GENERIC_DICT: its pronunciations */
-  long generic_percent;         /* STT_GENERIC_LM_PERCENT: its share of the mix; 0: the
-                                   domain model alone */
+  float generic_weight;         /* its share of the interpolation; 0: domain model alone */
   char decoder_options[512];    /* STT_DECODER_OPTIONS: PocketSphinx's own flags; none by
                                    default (docs/performance.md measured the others) */
   bool follows_knowledge;       /* the model is generated from the knowledge file */
@@ -65,6 +64,59 @@ typedef struct {
   struct stat knowledge_seen;   /* the version the model was last built from (or tried) */
   char lm_dir[512];             /* where rebuilt models go (STT_LM_DIR) */
 } pocketsphinx_backend_t;
+
+/* Adds the words of the domain dictionary the generic one lacks (the business name and
+ * other compounds lmgen spelled from two words). Words both know keep cmudict's
+ * pronunciations; alternates "word(2)" of a known word add nothing new. */
+static int add_domain_words(ps_decoder_t *decoder, const char *dict)
+{
+  FILE *file = fopen(dict, "r");
+  if (!file)
+    return -1;
+  char line[1024];
+  int rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, file)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    size_t word_length = strcspn(line, " \t");
+    if (!word_length || !line[word_length] || memchr(line, '(', word_length))
+      continue;
+    line[word_length] = '\0';
+    const char *phones = line + word_length + 1;
+    phones += strspn(phones, " \t");
+    char *known = ps_lookup_word(decoder, line);
+    if (!known && ps_add_word(decoder, line, phones, FALSE) < 0)
+      rc = -1;
+    ckd_free(known);
+  }
+  if (ferror(file))
+    rc = -1;
+  fclose(file);
+  return rc;
+}
+
+/* Makes the decoder search the domain model `lm` interpolated with the generic one. */
+static int use_open_vocabulary(const pocketsphinx_backend_t *self, ps_decoder_t *decoder,
+                               const char *lm, const char *dict)
+{
+  if (add_domain_words(decoder, dict) != 0)
+    return -1;
+  cmd_ln_t *config = ps_get_config(decoder);
+  logmath_t *logmath = ps_get_logmath(decoder);
+  ngram_model_t *models[2] = {ngram_model_read(config, lm, NGRAM_AUTO, logmath),
+                              ngram_model_read(config, self->generic_lm, NGRAM_AUTO, logmath)};
+  char *names[2] = {"domain", "generic"};
+  float32 weights[2] = {1.0f - self->generic_weight, self->generic_weight};
+  ngram_model_t *set = models[0] && models[1]
+                         ? ngram_model_set_init(config, models, names, weights, 2) : NULL;
+  /* The set holds its own references to the models, and the search to the set:
+   * ours are dropped whatever happened. */
+  ngram_model_free(models[0]);
+  ngram_model_free(models[1]);
+  int rc = !set || ps_set_lm(decoder, "open", set) < 0 || ps_set_search(decoder, "open") < 0
+             ? -1 : 0;
+  ngram_model_free(set);
+  return rc;
+}
 
 /* Appends the whitespace-separated words of STT_DECODER_OPTIONS ("-fwdflat no -lw 8")
  * to argv; returns the new count, or -1 when there are more than fit. The words point
@@ -87,14 +139,18 @@ static ps_decoder_t *decoder_new(const pocketsphinx_backend_t *self, const char 
    * Its log target is process-wide and cmd_ln_init already logs, so it is silenced
    * here rather than with "-logfn /dev/null", which would take effect too late. */
   err_set_logfp(NULL);
+  bool open_vocabulary = self->generic_weight > 0.0f;
+  /* With the open vocabulary the search is set up afterwards, from both models. */
   char *argv[MAX_DECODER_ARGS];
   int argc = 0;
   argv[argc++] = "-hmm";
   argv[argc++] = (char *) self->model;
   argv[argc++] = "-dict";
-  argv[argc++] = (char *) dict;
-  argv[argc++] = "-lm";
-  argv[argc++] = (char *) lm;
+  argv[argc++] = (char *) (open_vocabulary ? self->generic_dict : dict);
+  if (!open_vocabulary) {
+    argv[argc++] = "-lm";
+    argv[argc++] = (char *) lm;
+  }
   char options[sizeof self->decoder_options];
   memcpy(options, self->decoder_options, sizeof options);
   argc = append_decoder_options(options, argv, argc, MAX_DECODER_ARGS);
@@ -105,55 +161,10 @@ static ps_decoder_t *decoder_new(const pocketsphinx_backend_t *self, const char 
     return NULL;
   ps_decoder_t *decoder = ps_init(args);
   cmd_ln_free_r(args);      /* the decoder keeps its own reference */
-  return decoder;
-}
-
-/* Names a model of this backend in lm_dir (created if need be): after the process and
- * the backend, so replicas sharing a directory never read each other's half-written
- * files. Returns 0, or -1 with `err` set. */
-static int model_paths(const pocketsphinx_backend_t *self, const char *kind, char *lm,
-                       char *dict, size_t size, stage_error_t *err)
-{
-  if (mkdir(self->lm_dir, 0755) != 0 && errno != EEXIST)
-    return stage_error_set(err, "backend_error", "STT_LM_DIR %s: %s", self->lm_dir,
-                           strerror(errno));
-  int lm_length = snprintf(lm, size, "%s/%s-%ld-%p.lm", self->lm_dir, kind, (long) getpid(),
-                           (const void *) self);
-  int dict_length = snprintf(dict, size, "%s/%s-%ld-%p.dict", self->lm_dir, kind,
-                             (long) getpid(), (const void *) self);
-  if (lm_length < 0 || dict_length < 0 || (size_t) lm_length >= size ||
-      (size_t) dict_length >= size)
-    return stage_error_set(err, "backend_error", "STT_LM_DIR is too long: %s", self->lm_dir);
-  return 0;
-}
-
-/* The decoder for the domain model `lm`/`dict`: with the open vocabulary, searching
- * the two mixed, written to lm_dir for the decoder to read and removed again. */
-static ps_decoder_t *decoder_for_domain(const pocketsphinx_backend_t *self, const char *lm,
-                                        const char *dict, stage_error_t *err)
-{
-  if (self->generic_percent == 0) {
-    ps_decoder_t *decoder = decoder_new(self, lm, dict);
-    if (!decoder)
-      stage_error_set(err, "backend_error", "PocketSphinx refused the model %s", lm);
-    return decoder;
+  if (decoder && open_vocabulary && use_open_vocabulary(self, decoder, lm, dict) != 0) {
+    ps_free(decoder);
+    decoder = NULL;
   }
-  char open_lm[640], open_dict[640];
-  if (model_paths(self, "open", open_lm, open_dict, sizeof open_lm, err) != 0)
-    return NULL;
-  lmmix_options_t mix = {
-    .domain_lm = lm, .domain_dict = dict, .generic_lm = self->generic_lm,
-    .generic_dict = self->generic_dict,
-    .generic_weight = (double) self->generic_percent / 100.0,
-    .out_lm = open_lm, .out_dict = open_dict};
-  if (lmmix_write(&mix, NULL, err) != 0)
-    return NULL;
-  ps_decoder_t *decoder = decoder_new(self, open_lm, open_dict);
-  remove(open_lm);
-  remove(open_dict);
-  if (!decoder)
-    stage_error_set(err, "backend_error", "PocketSphinx refused the mix of %s and %s", lm,
-                    self->generic_lm);
   return decoder;
 }
 
@@ -163,14 +174,18 @@ static bool same_file_version(const struct stat *a, const struct stat *b)
          a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
-/* Builds the model of the current knowledge file into lm_dir and swaps decoders. */
+/* Builds the model of the current knowledge file into lm_dir and swaps decoders.
+ * Files are named after the process and backend, so replicas sharing a directory
+ * never read each other's half-written model. */
 static void rebuild_language_model(pocketsphinx_backend_t *self)
 {
   char lm[640], dict[640];
-  stage_error_t err = {0};
-  if (model_paths(self, "domain", lm, dict, sizeof lm, &err) != 0) {
-    log_msg(LOG_ERROR, "stt_model_rebuild_failed", "%s (still using the previous model)",
-            err.message);
+  snprintf(lm, sizeof lm, "%s/domain-%ld-%p.lm", self->lm_dir, (long) getpid(), (void *) self);
+  snprintf(dict, sizeof dict, "%s/domain-%ld-%p.dict", self->lm_dir, (long) getpid(),
+           (void *) self);
+  if (mkdir(self->lm_dir, 0755) != 0 && errno != EEXIST) {
+    log_msg(LOG_ERROR, "stt_model_rebuild_failed", "STT_LM_DIR %s: %s", self->lm_dir,
+            strerror(errno));
     return;
   }
   lmgen_options_t options = {
@@ -179,20 +194,21 @@ static void rebuild_language_model(pocketsphinx_backend_t *self)
     .generic_lm_path = STT_GENERIC_LM, .generic_words = STT_LM_GENERIC_WORDS,
     .generic_weight = STT_LM_GENERIC_WEIGHT, .out_lm = lm, .out_dict = dict};
   lmgen_stats_t stats = {0};
-  ps_decoder_t *decoder = NULL;
-  if (lmgen_build(&options, &stats, &err) == 0) {
-    decoder = decoder_for_domain(self, lm, dict, &err);
-    /* The decoder has read the model; its files are not needed again. */
-    remove(lm);
-    remove(dict);
-  }
-  if (!decoder) {
+  stage_error_t err = {0};
+  if (lmgen_build(&options, &stats, &err) != 0) {
     log_msg(LOG_ERROR, "stt_model_rebuild_failed", "%s (still using the previous model)",
             err.message);
     return;
   }
-  if (self->decoder)
-    ps_free(self->decoder);
+  ps_decoder_t *decoder = decoder_new(self, lm, dict);
+  /* The decoder has read both files; they are not needed again. */
+  remove(lm);
+  remove(dict);
+  if (!decoder) {
+    log_msg(LOG_ERROR, "stt_model_rebuild_failed", "PocketSphinx refused the new model");
+    return;
+  }
+  ps_free(self->decoder);
   self->decoder = decoder;
   log_msg(LOG_INFO, "stt_model_rebuilt", "%s: %zu sentences, %zu words", self->knowledge,
           stats.sentences, stats.words);
@@ -324,22 +340,6 @@ static void pocketsphinx_destroy(stt_backend_t **self_p)
   *self_p = NULL;
 }
 
-/* The decoder at start: the build's mix when the settings are the build's, else the
- * mix of the model in use (STT_LM, or the build's domain model) written now. */
-static ps_decoder_t *decoder_at_start(const pocketsphinx_backend_t *self, const char *own_lm,
-                                      const char *own_dict, stage_error_t *err)
-{
-  if (!own_lm && !own_dict && self->generic_percent == STT_OPEN_GENERIC_PERCENT) {
-    ps_decoder_t *decoder = decoder_new(self, STT_DEFAULT_OPEN_LM, STT_DEFAULT_OPEN_DICT);
-    if (!decoder)
-      stage_error_set(err, "backend_error", "PocketSphinx refused the model %s",
-                      STT_DEFAULT_OPEN_LM);
-    return decoder;
-  }
-  return decoder_for_domain(self, own_lm ? own_lm : STT_DEFAULT_LM,
-                            own_dict ? own_dict : STT_DEFAULT_DICT, err);
-}
-
 stt_backend_t *stt_pocketsphinx_new(stage_error_t *err)
 {
   pocketsphinx_backend_t *self = calloc(1, sizeof *self);
@@ -353,36 +353,35 @@ stt_backend_t *stt_pocketsphinx_new(stage_error_t *err)
            config_str("STT_GENERIC_LM", STT_GENERIC_LM));
   snprintf(self->generic_dict, sizeof self->generic_dict, "%s",
            config_str("STT_GENERIC_DICT", STT_DEFAULT_GENERIC_DICT));
-  self->generic_percent = config_long("STT_GENERIC_LM_PERCENT", STT_OPEN_GENERIC_PERCENT, 0, 95);
+  self->generic_weight = (float) config_long("STT_GENERIC_LM_PERCENT", DEFAULT_GENERIC_PERCENT,
+                                             0, 90) / 100.0f;
   snprintf(self->decoder_options, sizeof self->decoder_options, "%s",
            config_str("STT_DECODER_OPTIONS", ""));
-  snprintf(self->knowledge, sizeof self->knowledge, "%s",
-           config_str("KNOWLEDGE_FILE", STT_DEFAULT_KNOWLEDGE));
-  snprintf(self->lm_dir, sizeof self->lm_dir, "%s", config_str("STT_LM_DIR", "var/stt"));
-  self->max_audio_ms = (uint32_t) config_long("STT_MAX_AUDIO_MS", DEFAULT_MAX_AUDIO_MS, 1000,
-                                              3600000);
-
-  /* The build's model was made from the default knowledge file: another file gets its
-   * own now, and keeps the build's if it fails validation. */
-  const char *own_lm = config_str("STT_LM", NULL), *own_dict = config_str("STT_DICT", NULL);
-  self->follows_knowledge = !own_lm && !own_dict;
-  if (self->follows_knowledge && strcmp(self->knowledge, STT_DEFAULT_KNOWLEDGE) != 0)
-    follow_knowledge(self);
-  else if (self->follows_knowledge && stat(self->knowledge, &self->knowledge_seen) != 0)
-    memset(&self->knowledge_seen, 0, sizeof self->knowledge_seen);
-  stage_error_t why = {0};
-  if (!self->decoder)
-    self->decoder = decoder_at_start(self, own_lm, own_dict, &why);
+  const char *lm = config_str("STT_LM", STT_DEFAULT_LM);
+  const char *dict = config_str("STT_DICT", STT_DEFAULT_DICT);
+  self->decoder = decoder_new(self, lm, dict);
   if (!self->decoder) {
     stage_error_set(err, "backend_error",
-                    "PocketSphinx could not load its model (STT_MODEL_DIR=%s, "
-                    "STT_GENERIC_LM_PERCENT=%ld, STT_DECODER_OPTIONS=%s): %s", self->model,
-                    self->generic_percent, self->decoder_options, why.message);
+                    "PocketSphinx could not load its model (STT_MODEL_DIR=%s, STT_LM=%s, "
+                    "STT_DICT=%s, STT_GENERIC_LM=%s, STT_GENERIC_DICT=%s, "
+                    "STT_DECODER_OPTIONS=%s).", self->model, lm, dict, self->generic_lm,
+                    self->generic_dict, self->decoder_options);
     free(self);
     return NULL;
   }
   self->base.name = "pocketsphinx";
   self->base.transcribe = pocketsphinx_transcribe;
   self->base.destroy = pocketsphinx_destroy;
+  self->max_audio_ms = (uint32_t) config_long("STT_MAX_AUDIO_MS", DEFAULT_MAX_AUDIO_MS, 1000,
+                                              3600000);
+  snprintf(self->knowledge, sizeof self->knowledge, "%s",
+           config_str("KNOWLEDGE_FILE", STT_DEFAULT_KNOWLEDGE));
+  snprintf(self->lm_dir, sizeof self->lm_dir, "%s", config_str("STT_LM_DIR", "var/stt"));
+  /* The build-time model was made from the default knowledge file; another file
+   * gets its model before the first job. */
+  self->follows_knowledge = !config_str("STT_LM", NULL) && !config_str("STT_DICT", NULL);
+  if (self->follows_knowledge && !strcmp(self->knowledge, STT_DEFAULT_KNOWLEDGE) &&
+      stat(self->knowledge, &self->knowledge_seen) != 0)
+    memset(&self->knowledge_seen, 0, sizeof self->knowledge_seen);
   return &self->base;
 }
