@@ -10,15 +10,17 @@
 #   3. how latency grows with the answer's length (2, 6 and 8 sentences);
 #   4. throughput at saturation (answers per minute), BURST questions at once,
 #      with one and with two replicas of the avatar stage.
+# Parts 1-3 run AVATAR_REPLICAS avatar replicas (default 1; scripts/start runs 2).
 # The answers come from a knowledge file of the bench's own (the questions are
 # the real knowledge base's, so stt hears them as usual). Figures, not assertions.
-#   bench/latency.sh [BUILD_DIR]          RUNS=20 BURST=12
+#   bench/latency.sh [BUILD_DIR]          RUNS=20 BURST=12 AVATAR_REPLICAS=1
 set -eu
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${1:-$TOP/build}
 RUNS=${RUNS:-20}
 BURST=${BURST:-12}
+AVATAR_REPLICAS=${AVATAR_REPLICAS:-1}
 WORK=$(mktemp -d)
 PORT=$((10000 + $$ % 20000))
 BASE="http://127.0.0.1:$PORT"
@@ -145,7 +147,7 @@ speak parking "Is there parking?"
 speak hours "What are your office hours?"
 
 echo "== 1. first segment and whole answer (ms from upload complete), answer cache off =="
-start_system 1 0
+start_system "$AVATAR_REPLICAS" 0
 measure typed-1 typed parking "Is there parking?" "$RUNS"
 measure typed-4 typed hours "What are your office hours?" "$RUNS"
 measure spoken-1 spoken parking "" "$RUNS"
@@ -162,7 +164,7 @@ for label in typed-1 len-2 typed-4 len-6 len-8; do report "$label"; done
 stop_system
 
 echo "== 2. cache hits (the same reply again, typed and spoken) =="
-start_system 1 512
+start_system "$AVATAR_REPLICAS" 512
 wait_final "$(submit typed hours "What are your office hours?")" > /dev/null
 measure cached-typed typed hours "What are your office hours?" "$RUNS"
 measure cached-spoken spoken hours "" "$RUNS"
