@@ -111,11 +111,11 @@ static void normalize_level(pcm_t *pcm)
  * docs/performance.md). A real microphone's own noise is usually above this floor, so
  * it changes little there. Seeded: the same upload always gives the same transcript.
  * Pink noise is Paul Kellet's economy filter over a linear congruential white source. */
-static void add_noise_floor(pcm_t *pcm)
+static void add_noise_floor(int16_t *samples, size_t count)
 {
   uint64_t state = NOISE_FLOOR_SEED;
   double b0 = 0.0, b1 = 0.0, b2 = 0.0;
-  for (size_t i = 0; i < pcm->count; i++) {
+  for (size_t i = 0; i < count; i++) {
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;
     /* uniform in [-1, 1) times sqrt(3): unit RMS */
     double white = ((double) (state >> 11) / (double) (1ULL << 53) * 2.0 - 1.0) * 1.732;
@@ -123,9 +123,15 @@ static void add_noise_floor(pcm_t *pcm)
     b1 = 0.96300 * b1 + white * 0.2965164;
     b2 = 0.57000 * b2 + white * 1.0526913;
     double pink = (b0 + b1 + b2 + white * 0.1848) / 3.0;    /* about unit RMS */
-    double value = pcm->samples[i] + NOISE_FLOOR_RMS * pink;
-    pcm->samples[i] = (int16_t) (value > 32767 ? 32767 : value < -32768 ? -32768 : value);
+    double value = samples[i] + NOISE_FLOOR_RMS * pink;
+    samples[i] = (int16_t) (value > 32767 ? 32767 : value < -32768 ? -32768 : value);
   }
+}
+
+void stt_noise_floor(int16_t *samples, size_t count)
+{
+  memset(samples, 0, count * sizeof *samples);
+  add_noise_floor(samples, count);
 }
 
 void stt_condition(pcm_t *pcm)
@@ -140,5 +146,5 @@ void stt_condition(pcm_t *pcm)
     trim_silence(pcm, power, frame, frames);
   free(power);
   normalize_level(pcm);
-  add_noise_floor(pcm);
+  add_noise_floor(pcm->samples, pcm->count);
 }

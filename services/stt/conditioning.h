@@ -16,4 +16,7 @@
  * shorter than 100 ms. */
 void stt_condition(pcm_t *pcm);
 
+/* Fills samples[0, count) with that noise floor alone, as stt_condition adds it. */
+void stt_noise_floor(int16_t *samples, size_t count);
+
 #endif

@@ -26,7 +26,9 @@
 #include "log.h"
 
 #include <sphinxbase/ckd_alloc.h>
+#include <sphinxbase/ckd_alloc.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/fe.h>
 #include <sphinxbase/ngram_model.h>
 #include <pocketsphinx.h>
 
@@ -43,6 +45,8 @@ enum {
   DEFAULT_MAX_AUDIO_MS = 60000,
   DEFAULT_GENERIC_PERCENT = 5,  /* docs/performance.md "Conversation quality" */
   SILENCE_PEAK = 200,           /* below -44 dBFS peak nothing can be recognized */
+  NOISE_LEAD_MS = 500,          /* of noise floor the noise estimate settles on */
+  PRIME_FRAMES = 32,            /* feature frames made per front-end call while priming */
   MAX_DECODER_ARGS = 64
 };
 
@@ -68,6 +72,7 @@ typedef struct {
   char knowledge[512];          /* KNOWLEDGE_FILE */
   struct stat knowledge_seen;   /* the version the model was last built from (or tried) */
   char lm_dir[512];             /* where rebuilt models go (STT_LM_DIR) */
+  int16_t noise_lead[NOISE_LEAD_MS * SPHINX_SAMPLE_RATE / 1000]; /* stt_noise_floor */
 } pocketsphinx_backend_t;
 
 /* Adds the words of the domain dictionary the generic one lacks (the business name and
@@ -292,10 +297,41 @@ static float word_confidence(ps_decoder_t *decoder)
   return (float) scaled;
 }
 
+/* Every upload is a stream of its own (another person, microphone and room), so the
+ * noise level PocketSphinx tracks for noise removal starts afresh: a transcript never
+ * depends on the jobs this decoder heard before. Afresh it would start from the
+ * upload's first frames, which conditioning has trimmed to a quarter second, and 4 of
+ * 8 browser recordings of "what are your office hours" were then misheard; so the
+ * front end alone (no search, no decoding time) first hears NOISE_LEAD_MS of the
+ * noise floor conditioning adds (docs/performance.md "Conversation quality"). */
+static int start_stream(pocketsphinx_backend_t *self)
+{
+  if (ps_start_stream(self->decoder) < 0)
+    return -1;
+  fe_t *front_end = ps_get_fe(self->decoder);
+  mfcc_t **frames = (mfcc_t **) ckd_calloc_2d(PRIME_FRAMES, fe_get_output_size(front_end),
+                                              sizeof **frames);
+  const int16 *samples = self->noise_lead;
+  size_t left = sizeof self->noise_lead / sizeof *self->noise_lead;
+  int rc = fe_start_utt(front_end);
+  while (rc >= 0 && left > 0) {
+    size_t before = left;
+    int32 count = PRIME_FRAMES, first_frame = 0;
+    rc = fe_process_frames(front_end, &samples, &left, frames, &count, &first_frame);
+    if (left == before)
+      break;
+  }
+  int32 count = 0;
+  if (fe_end_utt(front_end, frames[0], &count) < 0)
+    rc = -1;
+  ckd_free_2d(frames);
+  return rc < 0 ? -1 : 0;
+}
+
 static int decode_utterance(pocketsphinx_backend_t *self, const pcm_t *pcm, stt_result_t *out,
                             stage_error_t *err)
 {
-  if (ps_start_utt(self->decoder) < 0)
+  if (start_stream(self) < 0 || ps_start_utt(self->decoder) < 0)
     return stage_error_set(err, "backend_error", "The speech recognizer could not start.");
   /* One call with full_utt: the whole upload is a single utterance, which lets the
    * decoder normalize the cepstrum over all of it instead of guessing from the start. */
@@ -374,6 +410,7 @@ stt_backend_t *stt_pocketsphinx_new(stage_error_t *err)
     free(self);
     return NULL;
   }
+  stt_noise_floor(self->noise_lead, sizeof self->noise_lead / sizeof *self->noise_lead);
   self->base.name = "pocketsphinx";
   self->base.transcribe = pocketsphinx_transcribe;
   self->base.destroy = pocketsphinx_destroy;
