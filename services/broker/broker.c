@@ -25,6 +25,8 @@
 #define MAX_COUNTERS_JSON 16384
 #define CANCELLED_MAX 10000        /* cancelled job ids remembered at once */
 #define CANCEL_MEMORY_MS 600000    /* how long an id that is nowhere here is remembered */
+#define DISPATCH_HELD_MAX 256      /* held jobs a dispatch round keeps apart; more workers
+                                      than this may get two entries of one job */
 
 typedef struct {
   char job_id[AVP_JOB_ID_MAX];
@@ -499,13 +501,46 @@ static bool peer_join(broker_t *self, peer_t *peer, const char *stage_name)
 
 /* ---------------------------------------------------------------- dispatch */
 
+/* Fills `held` with the ids of the jobs the stage's workers hold now (at most `max`);
+ * returns how many. */
+static size_t held_jobs(broker_t *self, const stage_t *stage, const char **held, size_t max)
+{
+  size_t count = 0;
+  for (peer_t *peer = zhashx_first(self->peers); peer && count < max;
+       peer = zhashx_next(self->peers))
+    if (peer->in_flight && strcmp(peer->stage, stage->name) == 0)
+      held[count++] = peer->in_flight->job_id;
+  return count;
+}
+
+/* Detaches the first queued entry of a job that none of the stage's workers holds, or
+ * returns NULL. A stage works on one entry of a job at a time: a streamed answer's
+ * sentences go through it in order, the first one alone, instead of beside each other
+ * on the same cores, which made the first sentence's video 150 ms later with two avatar
+ * replicas (docs/protocol.md "Streaming"). Other jobs' entries fill the other workers. */
+static entry_t *next_entry(stage_t *stage, const char *const *held, size_t held_count)
+{
+  for (entry_t *entry = zlistx_first(stage->queue); entry; entry = zlistx_next(stage->queue)) {
+    bool job_held = false;
+    for (size_t i = 0; i < held_count && !job_held; i++)
+      job_held = strcmp(held[i], entry->job_id) == 0;
+    if (!job_held)
+      return zlistx_detach_cur(stage->queue);
+  }
+  return NULL;
+}
+
 static void dispatch_jobs(broker_t *self, stage_t *stage)
 {
+  const char *held[DISPATCH_HELD_MAX];
+  size_t held_count = held_jobs(self, stage, held, DISPATCH_HELD_MAX);
   while (zlistx_size(stage->queue) && zlistx_size(stage->idle)) {
+    entry_t *entry = next_entry(stage, held, held_count);
+    if (!entry)
+      return;                   /* every queued entry waits for its job's held one */
     peer_t *peer = zlistx_first(stage->idle);
     zlistx_delete(stage->idle, peer->idle_handle);
     peer->idle_handle = NULL;
-    entry_t *entry = zlistx_detach(stage->queue, NULL);
     entry->attempt++;
     zmsg_t *msg = avp_msg_new(AVP_JOB);
     zframe_t *payload = zframe_dup(entry->payload);
@@ -522,6 +557,8 @@ static void dispatch_jobs(broker_t *self, stage_t *stage)
     entry->dispatched_ms = clock_mono_ms();
     peer->in_flight = entry;
     peer->in_flight_ignored = false;
+    if (held_count < DISPATCH_HELD_MAX)
+      held[held_count++] = entry->job_id;
     send_to(self, peer, &msg);
     self->count.jobs_dispatched++;
   }
