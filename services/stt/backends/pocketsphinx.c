@@ -26,7 +26,6 @@
 #include "log.h"
 
 #include <sphinxbase/ckd_alloc.h>
-#include <sphinxbase/ckd_alloc.h>
 #include <sphinxbase/err.h>
 #include <sphinxbase/fe.h>
 #include <sphinxbase/ngram_model.h>
@@ -47,6 +46,7 @@ enum {
   SILENCE_PEAK = 200,           /* below -44 dBFS peak nothing can be recognized */
   NOISE_LEAD_MS = 500,          /* of noise floor the noise estimate settles on */
   PRIME_FRAMES = 32,            /* feature frames made per front-end call while priming */
+  MAX_CEPSTRUM = 64,            /* coefficients of a feature frame; en-us has 13 */
   MAX_DECODER_ARGS = 64
 };
 
@@ -309,8 +309,12 @@ static int start_stream(pocketsphinx_backend_t *self)
   if (ps_start_stream(self->decoder) < 0)
     return -1;
   fe_t *front_end = ps_get_fe(self->decoder);
-  mfcc_t **frames = (mfcc_t **) ckd_calloc_2d(PRIME_FRAMES, fe_get_output_size(front_end),
-                                              sizeof **frames);
+  if (fe_get_output_size(front_end) > MAX_CEPSTRUM)
+    return -1;
+  /* The frames made are thrown away: on the stack, not allocated per job. */
+  mfcc_t cepstra[PRIME_FRAMES][MAX_CEPSTRUM], *frames[PRIME_FRAMES];
+  for (size_t i = 0; i < PRIME_FRAMES; i++)
+    frames[i] = cepstra[i];
   const int16 *samples = self->noise_lead;
   size_t left = sizeof self->noise_lead / sizeof *self->noise_lead;
   int rc = fe_start_utt(front_end);
@@ -324,7 +328,6 @@ static int start_stream(pocketsphinx_backend_t *self)
   int32 count = 0;
   if (fe_end_utt(front_end, frames[0], &count) < 0)
     rc = -1;
-  ckd_free_2d(frames);
   return rc < 0 ? -1 : 0;
 }
 
