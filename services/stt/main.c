@@ -1,12 +1,8 @@
 /* stt: the speech-to-text stage. Turns the job's uploaded audio into a transcript
  * with the backend chosen by STT_BACKEND and hands the job to chat. */
-#include "config.h"
 #include "log.h"
 #include "stage.h"
 #include "stt_backend.h"
-
-#include <stdlib.h>
-#include <string.h>
 
 static int transcribe(void *backend, stage_job_t *current, Avatar__Job *job,
                       Avatar__Status *report, stage_error_t *err)
@@ -28,25 +24,11 @@ static int transcribe(void *backend, stage_job_t *current, Avatar__Job *job,
   return 0;
 }
 
-static stt_backend_t *backend_from_config(stage_error_t *err)
-{
-  const char *name = config_str("STT_BACKEND", "pocketsphinx");
-  if (!strcmp(name, "pocketsphinx"))
-    return stt_pocketsphinx_new(err);
-  if (!strcmp(name, "google"))
-    return stt_google_new(err);
-  if (!strcmp(name, "openai"))
-    return stt_openai_new(err);
-  stage_error_set(err, "bad_config", "STT_BACKEND=%s is not one of: pocketsphinx, google, openai",
-                  name);
-  return NULL;
-}
-
 int main(void)
 {
   stage_process_init("stt");
   stage_error_t err = {0};
-  stt_backend_t *backend = backend_from_config(&err);
+  stt_backend_t *backend = stt_backend_from_config(&err);
   if (!backend) {
     log_msg(LOG_ERROR, "start_failed", "%s", err.message);
     return 1;

@@ -40,4 +40,8 @@ stt_backend_t *stt_google_new(stage_error_t *err);
  * missing setting. */
 stt_backend_t *stt_openai_new(stage_error_t *err);
 
+/* The backend STT_BACKEND names (pocketsphinx, the default; google; openai), made with
+ * its own settings as above. NULL with `err` set (bad_config for an unknown name). */
+stt_backend_t *stt_backend_from_config(stage_error_t *err);
+
 #endif

@@ -6,9 +6,10 @@
  * Spoken: the rows marked "yes" are synthesised at test time, twice each, with
  * rotating voices (eSpeak NG variants and speeds, Flite voices when flite is
  * installed) and rotating conditions (8-48 kHz, mono and stereo, quiet with long
- * silences, browser Opus, pink noise at 20 and 10 dB SNR), transcribed by the
- * PocketSphinx backend and answered by chat exactly as the pipeline does (a transcript
- * below CHAT_TRANSCRIPT_MIN_CONFIDENCE gets the backend's unheard reply).
+ * silences, browser Opus, pink noise at 20 and 10 dB SNR), transcribed by the backend
+ * STT_BACKEND names, as the stt service picks it (PocketSphinx unless told otherwise),
+ * and answered by chat exactly as the pipeline does (a transcript below
+ * CHAT_TRANSCRIPT_MIN_CONFIDENCE gets the backend's unheard reply).
  *
  * Prints WER, right answers and fallbacks per voice and condition; exits 1 when
  * fewer than 90% of typed or 85% of spoken in-domain questions are answered right,
@@ -18,7 +19,9 @@
  * out-of-domain fallback).
  *
  * Environment: EVAL_DIR (the TSV files), KNOWLEDGE_FILE, ESPEAK_NG, FFMPEG, FLITE
- * (optional), EVAL_SPOKEN (0 skips speech), STT_LM/STT_DICT (the model under test). */
+ * (optional), EVAL_SPOKEN (0 skips speech), STT_BACKEND and the backend's own settings
+ * (STT_LM/STT_DICT for PocketSphinx's model under test, OPENAI_STT_BASE_URL for a
+ * whisper.cpp server, ...). */
 #include "audio.h"
 #include "chat_backend.h"
 #include "knowledge.h"
@@ -544,7 +547,7 @@ static int eval_spoken(chat_backend_t *chat, const char *fallback, const rows_t 
   size_t max = RENDERS_PER_TEXT * (in_domain->count + out_of_domain->count);
   utterance_t *utterances = calloc(max, sizeof *utterances);
   stage_error_t err = {0};
-  stt_backend_t *stt = utterances ? stt_pocketsphinx_new(&err) : NULL;
+  stt_backend_t *stt = utterances ? stt_backend_from_config(&err) : NULL;
   int rc = -1;
   if (!stt) {
     fprintf(stderr, "stt: %s\n", err.message);
@@ -570,7 +573,8 @@ static int eval_spoken(chat_backend_t *chat, const char *fallback, const rows_t 
     stt_result_t heard = {0};
     stage_error_t stt_err = {0};
     double start = now_ms();
-    int stt_rc = stt->transcribe(stt, audio, size, "audio/wav", &heard, &stt_err);
+    const char *mime = strcmp(u->condition->extension, "webm") ? "audio/wav" : "audio/webm";
+    int stt_rc = stt->transcribe(stt, audio, size, mime, &heard, &stt_err);
     decode_ms += now_ms() - start;
     free(audio);
     const char *transcript = stt_rc == 0 ? heard.text : "";
@@ -591,8 +595,8 @@ static int eval_spoken(chat_backend_t *chat, const char *fallback, const rows_t 
     free(heard.text);
     free(reply);
   }
-  printf("spoken utterances: %zu (synthesis %.1f s with %d jobs, recognition %.0f ms each)\n",
-         count, (synthesised - started) / 1000.0, SYNTH_JOBS, decode_ms / (double) count);
+  printf("spoken utterances: %zu (synthesis %.1f s with %d jobs, recognition by %s %.0f ms each)\n",
+         count, (synthesised - started) / 1000.0, SYNTH_JOBS, stt->name, decode_ms / (double) count);
   for (size_t v = 0; v < VOICE_COUNT; v++)
     if (by_voice[v].count)
       tally_print(VOICES[v].name, &by_voice[v]);

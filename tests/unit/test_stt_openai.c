@@ -241,6 +241,29 @@ static void test_missing_base_url_stops_at_start(void **state)
   assert_non_null(strstr(err.message, "OPENAI_STT_BASE_URL"));
 }
 
+/* The service and the eval pick the backend by name, with that backend's settings. */
+static void test_backend_is_the_one_stt_backend_names(void **state)
+{
+  (void) state;
+  setenv("STT_BACKEND", "openai", 1);
+  stage_error_t err = {0};
+  stt_backend_t *backend = stt_backend_from_config(&err);
+  assert_non_null(backend);
+  assert_string_equal(backend->name, "openai");
+  backend->destroy(&backend);
+  assert_null(backend);
+
+  unsetenv("OPENAI_STT_BASE_URL");
+  assert_null(stt_backend_from_config(&err));
+  assert_non_null(strstr(err.message, "OPENAI_STT_BASE_URL"));
+
+  setenv("STT_BACKEND", "whisper", 1);
+  assert_null(stt_backend_from_config(&err));
+  assert_string_equal(err.code, "bad_config");
+  assert_non_null(strstr(err.message, "STT_BACKEND=whisper is not one of: pocketsphinx"));
+  unsetenv("STT_BACKEND");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -254,6 +277,7 @@ int main(void)
     cmocka_unit_test_setup(test_slow_answer_times_out, use_openai),
     cmocka_unit_test_setup(test_malformed_json_is_an_error, use_openai),
     cmocka_unit_test_setup(test_missing_base_url_stops_at_start, use_openai),
+    cmocka_unit_test_setup(test_backend_is_the_one_stt_backend_names, use_openai),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
