@@ -5,13 +5,15 @@
  * most one job; DONE (or its death) returns the job to the broker, which then
  * frees it or re-queues it. Status events are entries of the "status" stage and
  * are freed once sent. Cancelled job ids are remembered (bounded, until their
- * deadline) so that late forwards and status events of the job are dropped. */
+ * deadline) so that late forwards and status events of the job are dropped; each
+ * stage remembers the jobs it has finished an entry of (job_set.h). */
 #include "broker.h"
 
 #include "admission.h"
 #include "clock.h"
 #include "config.h"
 #include "curve.h"
+#include "job_set.h"
 #include "log.h"
 #include "pipeline.pb-c.h"
 #include "protocol.h"
@@ -27,6 +29,7 @@
 #define CANCEL_MEMORY_MS 600000    /* how long an id that is nowhere here is remembered */
 #define DISPATCH_HELD_MAX 256      /* held jobs a dispatch round keeps apart; more workers
                                       than this may get two entries of one job */
+#define STARTED_MAX 10000          /* jobs a stage remembers having finished an entry of */
 
 typedef struct {
   char job_id[AVP_JOB_ID_MAX];
@@ -44,6 +47,7 @@ typedef struct {
   size_t workers;
   int timeout_ms;            /* longest a worker may hold one of its jobs */
   service_time_t service;    /* recent dispatch-to-DONE time of one entry */
+  job_set_t *started;        /* jobs with an entry done here, until their deadline */
 } stage_t;
 
 typedef struct {
@@ -71,7 +75,7 @@ typedef struct {
   zsock_t *router;
   zhashx_t *peers;           /* key -> peer_t, owned */
   zhashx_t *stages;          /* name -> stage_t, owned */
-  zhashx_t *cancelled;       /* job_id -> int64_t* wall ms until which it is remembered */
+  job_set_t *cancelled;      /* until the jobs' deadlines */
   int64_t heartbeat_at;
   int64_t sweep_at;
   counters_t count;
@@ -180,6 +184,7 @@ static void stage_destructor(void **item)
     return;
   zlistx_destroy(&stage->queue);
   zlistx_destroy(&stage->idle);
+  job_set_destroy(&stage->started);
   free(stage);
   *item = NULL;
 }
@@ -208,13 +213,18 @@ static stage_t *stage_require(broker_t *self, const char *name)
     self->cfg.stage_timeout_ms ? self->cfg.stage_timeout_ms : config_stage_timeout_ms(name);
   stage->queue = zlistx_new();
   stage->idle = zlistx_new();
-  if (!stage->queue || !stage->idle) {
+  stage->started = job_set_new(STARTED_MAX);
+  if (!stage->queue || !stage->idle || !stage->started) {
     void *item = stage;
     stage_destructor(&item);
     return NULL;
   }
   zlistx_set_destructor(stage->queue, entry_destructor);
-  zhashx_insert(self->stages, name, stage);
+  if (zhashx_insert(self->stages, name, stage) != 0) {
+    void *item = stage;
+    stage_destructor(&item);
+    return NULL;
+  }
   return stage;
 }
 
@@ -258,70 +268,26 @@ static void reply_nack(broker_t *self, zframe_t *identity, const char *job_id, c
 
 /* ---------------------------------------------------------------- cancelled jobs */
 
-static bool is_cancelled(broker_t *self, const char *job_id)
-{
-  return zhashx_size(self->cancelled) && zhashx_lookup(self->cancelled, job_id);
-}
-
 /* True for a packed Status about a cancelled job: its gateway has its answer. */
 static bool status_is_cancelled(broker_t *self, zframe_t *payload)
 {
-  if (!zhashx_size(self->cancelled))
+  if (!job_set_size(self->cancelled))
     return false;
   Avatar__Status *status =
     avatar__status__unpack(NULL, zframe_size(payload), zframe_data(payload));
-  bool cancelled = status && status->job_id && is_cancelled(self, status->job_id);
+  bool cancelled = status && status->job_id && job_set_contains(self->cancelled, status->job_id);
   avatar__status__free_unpacked(status, NULL);
   return cancelled;
 }
 
-/* Remembers `job_id` as cancelled until `until_ms` (wall). When the set is full
- * the id that would be forgotten first makes room: the set stays bounded. */
-static void remember_cancelled(broker_t *self, const char *job_id, int64_t until_ms)
-{
-  int64_t *until = zhashx_lookup(self->cancelled, job_id);
-  if (until) {
-    if (*until < until_ms)
-      *until = until_ms;
-    return;
-  }
-  if (zhashx_size(self->cancelled) >= CANCELLED_MAX) {
-    const void *soonest_key = NULL;
-    int64_t soonest = INT64_MAX;
-    for (int64_t *when = zhashx_first(self->cancelled); when; when = zhashx_next(self->cancelled))
-      if (*when < soonest) {
-        soonest = *when;
-        soonest_key = zhashx_cursor(self->cancelled);
-      }
-    if (soonest_key)
-      zhashx_delete(self->cancelled, soonest_key);
-  }
-  until = malloc(sizeof *until);
-  if (!until)
-    return;
-  *until = until_ms;
-  if (zhashx_insert(self->cancelled, job_id, until) != 0)
-    free(until);
-}
-
-/* Forgets the cancelled ids whose jobs' deadlines have passed: anything of them
- * that still turns up is refused for its deadline anyway. */
-static void forget_old_cancels(broker_t *self)
+/* Forgets the cancelled jobs, and the jobs stages have started, whose deadlines have
+ * passed: anything of them that still turns up is refused for its deadline anyway. */
+static void forget_past_jobs(broker_t *self)
 {
   int64_t now = clock_wall_ms();
-  zlistx_t *old = zlistx_new();
-  if (!old)
-    return;
-  /* Copies of the keys: a table must not change while it is walked. */
-  zlistx_set_destructor(old, (zlistx_destructor_fn *) zstr_free);
-  for (int64_t *until = zhashx_first(self->cancelled); until; until = zhashx_next(self->cancelled)) {
-    char *job_id = *until < now ? strdup(zhashx_cursor(self->cancelled)) : NULL;
-    if (job_id && !zlistx_add_end(old, job_id))
-      free(job_id);
-  }
-  for (const char *job_id = zlistx_first(old); job_id; job_id = zlistx_next(old))
-    zhashx_delete(self->cancelled, job_id);
-  zlistx_destroy(&old);
+  job_set_forget_expired(self->cancelled, now);
+  for (stage_t *stage = zhashx_first(self->stages); stage; stage = zhashx_next(self->stages))
+    job_set_forget_expired(stage->started, now);
 }
 
 /* ---------------------------------------------------------------- status events */
@@ -513,18 +479,20 @@ static size_t held_jobs(broker_t *self, const stage_t *stage, const char **held,
   return count;
 }
 
-/* Detaches the first queued entry of a job that none of the stage's workers holds, or
- * returns NULL. A stage works on one entry of a job at a time: a streamed answer's
- * sentences go through it in order, the first one alone, instead of beside each other
- * on the same cores, which made the first sentence's video 150 ms later with two avatar
- * replicas (docs/protocol.md "Streaming"). Other jobs' entries fill the other workers. */
+/* Detaches the first queued entry that may go to a worker now, or returns NULL. A
+ * job's first entry at a stage goes alone: until the stage has finished one entry of
+ * a job, the job's other entries wait while a worker holds one. A streamed answer's
+ * first sentence is then never rendered beside its second on the same cores, which
+ * made its video 150 ms later with two avatar replicas; once it is out, the later
+ * sentences spread over the free workers (docs/protocol.md "Rules"). Other jobs'
+ * entries fill the other workers meanwhile. */
 static entry_t *next_entry(stage_t *stage, const char *const *held, size_t held_count)
 {
   for (entry_t *entry = zlistx_first(stage->queue); entry; entry = zlistx_next(stage->queue)) {
     bool job_held = false;
     for (size_t i = 0; i < held_count && !job_held; i++)
       job_held = strcmp(held[i], entry->job_id) == 0;
-    if (!job_held)
+    if (!job_held || job_set_contains(stage->started, entry->job_id))
       return zlistx_detach_cur(stage->queue);
   }
   return NULL;
@@ -734,7 +702,7 @@ static bool on_submit(broker_t *self, zframe_t *identity, zmsg_t *msg)
     entry_t *entry = entry_new(job_id, stage_name, (int64_t) deadline, &payload);
     if (entry && zlistx_add_end(stage->queue, entry)) {
       self->count.jobs_submitted++;
-      zhashx_delete(self->cancelled, job_id); /* submitted anew: it is wanted again */
+      job_set_forget(self->cancelled, job_id); /* submitted anew: it is wanted again */
       zmsg_t *ack = avp_msg_new(AVP_ACK);
       if (ack && zmsg_addstr(ack, job_id) == 0)
         send_to_identity(self, identity, &ack);
@@ -780,7 +748,7 @@ static bool on_result(broker_t *self, zframe_t *identity, zmsg_t *msg, bool done
   }
   bool holds_it = peer->in_flight && strcmp(peer->in_flight->job_id, job_id) == 0;
   bool ignored = holds_it && peer->in_flight_ignored;
-  if (forwards && is_cancelled(self, job_id))
+  if (forwards && job_set_contains(self->cancelled, job_id))
     self->count.cancelled_dropped++;
   else if (forwards && !ignored)
     forward_job(self, job_id, next, (int64_t) deadline, &payload);
@@ -789,8 +757,11 @@ static bool on_result(broker_t *self, zframe_t *identity, zmsg_t *msg, bool done
     if (holds_it) {
       /* A cancelled or late job kept its worker busy all the same: it counts. */
       stage_t *stage = zhashx_lookup(self->stages, peer->in_flight->stage);
-      if (stage)
+      if (stage) {
         service_time_add(&stage->service, clock_mono_ms() - peer->in_flight->dispatched_ms);
+        /* Forgotten (full, out of memory), the job's entries go one at a time. */
+        (void) job_set_remember(stage->started, job_id, peer->in_flight->deadline_ms);
+      }
       entry_destroy(&peer->in_flight);
     }
     if (!peer->in_flight)
@@ -847,7 +818,9 @@ static bool on_cancel(broker_t *self, zmsg_t *msg)
     peer->in_flight_ignored = true;
     held++;
   }
-  remember_cancelled(self, job_id, until ? until : clock_wall_ms() + CANCEL_MEMORY_MS);
+  if (job_set_remember(self->cancelled, job_id,
+                       until ? until : clock_wall_ms() + CANCEL_MEMORY_MS) != 0)
+    log_msg(LOG_WARN, "out_of_memory", "cannot remember cancelled job %s", job_id);
   self->count.jobs_cancelled++;
   cJSON *fields = cJSON_CreateObject();
   cJSON_AddStringToObject(fields, "job_id", job_id);
@@ -947,7 +920,7 @@ static void on_info(broker_t *self, zframe_t *identity)
   cJSON_AddNumberToObject(counters, "jobs_worker_lost", (double) c->jobs_worker_lost);
   cJSON_AddNumberToObject(counters, "jobs_cancelled", (double) c->jobs_cancelled);
   cJSON_AddNumberToObject(counters, "cancelled_dropped", (double) c->cancelled_dropped);
-  cJSON_AddNumberToObject(counters, "cancelled_remembered", (double) zhashx_size(self->cancelled));
+  cJSON_AddNumberToObject(counters, "cancelled_remembered", (double) job_set_size(self->cancelled));
   cJSON_AddNumberToObject(counters, "status_events", (double) c->status_events);
   cJSON_AddNumberToObject(counters, "status_dropped", (double) c->status_dropped);
   char *text = cJSON_PrintUnformatted(info);
@@ -1089,7 +1062,7 @@ static void broker_free(broker_t *self)
 {
   zhashx_destroy(&self->peers);
   zhashx_destroy(&self->stages);
-  zhashx_destroy(&self->cancelled);
+  job_set_destroy(&self->cancelled);
   zsock_destroy(&self->router);
 }
 
@@ -1115,14 +1088,12 @@ void broker_actor(zsock_t *pipe, void *args)
   broker_t self = {.cfg = *(broker_config_t *) args, .pipe = pipe};
   self.peers = zhashx_new();
   self.stages = zhashx_new();
-  self.cancelled = zhashx_new();
+  self.cancelled = job_set_new(CANCELLED_MAX);
   self.router = zsock_new(ZMQ_ROUTER);
   if (self.peers)
     zhashx_set_destructor(self.peers, peer_destructor);
   if (self.stages)
     zhashx_set_destructor(self.stages, stage_destructor);
-  if (self.cancelled)
-    zhashx_set_destructor(self.cancelled, (zhashx_destructor_fn *) zstr_free);
   bool ready = self.peers && self.stages && self.cancelled && self.router;
   zactor_t *auth = ready ? curve_start(&self, &ready) : NULL;
   if (ready) {
@@ -1168,7 +1139,7 @@ void broker_actor(zsock_t *pipe, void *args)
     now = clock_mono_ms();
     if (ready && now >= self.heartbeat_at) {
       send_heartbeats_and_reap(&self);
-      forget_old_cancels(&self);
+      forget_past_jobs(&self);
       self.heartbeat_at = now + self.cfg.heartbeat_ms;
     }
     if (ready && now >= self.sweep_at) {

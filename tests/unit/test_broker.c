@@ -247,9 +247,45 @@ static void test_one_job_per_idle_worker(void **state)
   zsock_destroy(&worker);
 }
 
-/* A stage works on one entry of a job at a time: with two avatar workers, a streamed
+/* A job's first entry at a stage goes alone: with two avatar workers, a streamed
  * answer's second sentence waits for its first while another job's entry takes the
  * other worker. */
+/* Once a stage has finished a job's first entry, the job's later entries spread over
+ * its free workers: sentences 1 and 2 render side by side after sentence 0. */
+static void test_later_entries_of_a_job_side_by_side(void **state)
+{
+  fixture_t *f = *state;
+  zsock_t *producer = peer_new(f), *tts = peer_new(f), *first = peer_new(f), *second = peer_new(f);
+  send_frames(tts, AVP_READY, "tts", "1", NULL);
+  submit(producer, "tts", "long", "reply");
+  expect_ack(producer, "long");
+  free(expect_job(tts, "tts", "long", "1"));
+  char deadline[32];
+  snprintf(deadline, sizeof deadline, "%s", deadline_in(10000));
+  send_frames(tts, AVP_PARTIAL, "tts", "long", "avatar", deadline, "sentence 0", NULL);
+  send_frames(tts, AVP_PARTIAL, "tts", "long", "avatar", deadline, "sentence 1", NULL);
+  send_frames(tts, AVP_DONE, "tts", "long", "avatar", deadline, "sentence 2", NULL);
+  assert_int_equal(wait_info(producer, "stages", "avatar", "queued", 3), 3);
+
+  send_frames(first, AVP_READY, "avatar", "1", NULL);
+  char *payload = expect_job(first, "avatar", "long", "1");
+  assert_string_equal(payload, "sentence 0");
+  free(payload);
+  send_frames(second, AVP_READY, "avatar", "1", NULL);
+  assert_true(quiet_for(second, 300));        /* sentence 1 waits for sentence 0 */
+  send_frames(first, AVP_DONE, "avatar", "long", NULL);
+  payload = expect_job(second, "avatar", "long", "1");
+  assert_string_equal(payload, "sentence 1");
+  free(payload);
+  payload = expect_job(first, "avatar", "long", "1"); /* while second holds sentence 1 */
+  assert_string_equal(payload, "sentence 2");
+  free(payload);
+  zsock_destroy(&producer);
+  zsock_destroy(&tts);
+  zsock_destroy(&first);
+  zsock_destroy(&second);
+}
+
 static void test_one_entry_of_a_job_at_a_time(void **state)
 {
   fixture_t *f = *state;
@@ -712,6 +748,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_job_flows_through_two_stages, setup, teardown),
     cmocka_unit_test_setup_teardown(test_one_job_per_idle_worker, setup, teardown),
     cmocka_unit_test_setup_teardown(test_one_entry_of_a_job_at_a_time, setup_one_attempt, teardown),
+    cmocka_unit_test_setup_teardown(test_later_entries_of_a_job_side_by_side,
+                                    setup_slow_heartbeat, teardown),
     cmocka_unit_test_setup_teardown(test_full_queue_is_nacked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_full_later_stage_nacks_new_jobs, setup_slow_heartbeat,
                                     teardown),
