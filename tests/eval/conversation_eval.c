@@ -116,9 +116,11 @@ typedef struct {
   char input[300];              /* what the recognizer gets */
 } utterance_t;
 
-/* Tallies of one group of utterances. */
+/* Tallies of one group of utterances. `wrong`: in-domain questions answered with
+ * another topic's answer, where declining (fallback, "I didn't catch that") would
+ * have been honest. */
 typedef struct {
-  size_t count, right, word_errors, words, fallback_count, fallbacks;
+  size_t count, right, wrong, word_errors, words, fallback_count, fallbacks;
 } tally_t;
 
 static const char *setting(const char *name, const char *fallback)
@@ -251,7 +253,7 @@ static char *ask(chat_backend_t *chat, const char *question, float confidence)
 static int eval_typed(chat_backend_t *chat, const char *fallback, const rows_t *in_domain,
                       const rows_t *out_of_domain, double *right_share, double *fallback_share)
 {
-  size_t right = 0, fallbacks = 0;
+  size_t right = 0, wrong = 0, fallbacks = 0;
   for (size_t pass = 0; pass < 2; pass++) {
     const rows_t *rows = pass ? out_of_domain : in_domain;
     for (size_t i = 0; i < rows->count; i++) {
@@ -262,13 +264,14 @@ static int eval_typed(chat_backend_t *chat, const char *fallback, const rows_t *
       if (!ok)
         printf("# typed miss: \"%s\" -> \"%.70s\"\n", rows->rows[i].text, reply);
       *(pass ? &fallbacks : &right) += ok;
+      wrong += !pass && !ok && strcmp(reply, fallback) != 0;
       free(reply);
     }
   }
   *right_share = (double) right / (double) in_domain->count;
   *fallback_share = (double) fallbacks / (double) out_of_domain->count;
-  printf("typed paraphrases: %zu/%zu right (%.1f%%)\n", right, in_domain->count,
-         100.0 * *right_share);
+  printf("typed paraphrases: %zu/%zu right (%.1f%%), %zu answered with another topic's answer\n",
+         right, in_domain->count, 100.0 * *right_share, wrong);
   printf("typed out-of-domain: %zu/%zu fallback (%.1f%%)\n", fallbacks, out_of_domain->count,
          100.0 * *fallback_share);
   return 0;
@@ -485,11 +488,13 @@ static size_t word_errors(const char *reference, const char *hypothesis, size_t 
 
 /* ---- spoken eval ---- */
 
-static void tally_add(tally_t *tally, bool in_domain, bool right, size_t errors, size_t words)
+static void tally_add(tally_t *tally, bool in_domain, bool right, bool wrong, size_t errors,
+                      size_t words)
 {
   tally->count++;
   if (in_domain) {
     tally->right += right;
+    tally->wrong += wrong;
     tally->word_errors += errors;
     tally->words += words;
   } else {
@@ -501,9 +506,10 @@ static void tally_add(tally_t *tally, bool in_domain, bool right, size_t errors,
 static void tally_print(const char *name, const tally_t *t)
 {
   size_t in_domain = t->count - t->fallback_count;
-  printf("  %-36s %4zu  WER %5.1f%%  right %5.1f%%  fallback %5.1f%%\n", name, t->count,
-         t->words ? 100.0 * (double) t->word_errors / (double) t->words : 0.0,
+  printf("  %-36s %4zu  WER %5.1f%%  right %5.1f%%  wrong %5.1f%%  fallback %5.1f%%\n", name,
+         t->count, t->words ? 100.0 * (double) t->word_errors / (double) t->words : 0.0,
          in_domain ? 100.0 * (double) t->right / (double) in_domain : 0.0,
+         in_domain ? 100.0 * (double) t->wrong / (double) in_domain : 0.0,
          t->fallback_count ? 100.0 * (double) t->fallbacks / (double) t->fallback_count : 0.0);
 }
 
@@ -548,6 +554,7 @@ static int eval_spoken(chat_backend_t *chat, const char *fallback, const rows_t 
   utterance_t *utterances = calloc(max, sizeof *utterances);
   stage_error_t err = {0};
   stt_backend_t *stt = utterances ? stt_backend_from_config(&err) : NULL;
+  char *unheard = NULL;
   int rc = -1;
   if (!stt) {
     fprintf(stderr, "stt: %s\n", err.message);
@@ -562,6 +569,7 @@ static int eval_spoken(chat_backend_t *chat, const char *fallback, const rows_t 
 
   tally_t all = {0}, by_voice[VOICE_COUNT] = {{0}}, by_condition[CONDITION_COUNT] = {{0}};
   double decode_ms = 0.0;
+  unheard = ask(chat, "", 0.0f);      /* the reply to a transcript chat does not trust */
   for (size_t i = 0; i < count; i++) {
     const utterance_t *u = &utterances[i];
     size_t size = 0;
@@ -585,13 +593,16 @@ static int eval_spoken(chat_backend_t *chat, const char *fallback, const rows_t 
     bool right = reply && answer_is_right(u->row, reply, fallback);
     if (!in && stt_rc != 0)
       right = true;                   /* nothing forced onto a topic either */
+    bool wrong = in && !right && reply && strcmp(reply, fallback) != 0 &&
+                 (!unheard || strcmp(reply, unheard) != 0);
     size_t words = 0, errors = word_errors(u->row->text, transcript, &words);
-    printf("# %-5s %-22s %-36s conf %.2f %s \"%s\" -> \"%s\"\n", right ? "ok" : "MISS",
+    printf("# %-5s %-22s %-36s conf %.2f %s \"%s\" -> \"%s\"\n",
+           right ? "ok" : wrong ? "WRONG" : "MISS",
            u->voice->name, u->condition->name, (double) heard.confidence,
            in ? "said" : "ood", u->row->text, transcript);
-    tally_add(&all, in, right, errors, words);
-    tally_add(&by_voice[u->voice - VOICES], in, right, errors, words);
-    tally_add(&by_condition[u->condition - CONDITIONS], in, right, errors, words);
+    tally_add(&all, in, right, wrong, errors, words);
+    tally_add(&by_voice[u->voice - VOICES], in, right, wrong, errors, words);
+    tally_add(&by_condition[u->condition - CONDITIONS], in, right, wrong, errors, words);
     free(heard.text);
     free(reply);
   }
@@ -609,14 +620,16 @@ static int eval_spoken(chat_backend_t *chat, const char *fallback, const rows_t 
   *right_share = in_count ? (double) all.right / (double) in_count : 0.0;
   *fallback_share = all.fallback_count ? (double) all.fallbacks / (double) all.fallback_count : 0.0;
   printf("spoken WER (in-domain paraphrases): %.1f%%\n", 100.0 * *wer);
-  printf("spoken paraphrases: %zu/%zu right (%.1f%%)\n", all.right, in_count,
-         100.0 * *right_share);
+  printf("spoken paraphrases: %zu/%zu right (%.1f%%), %zu answered with another topic's "
+         "answer (%.1f%%), the rest declined\n", all.right, in_count, 100.0 * *right_share,
+         all.wrong, in_count ? 100.0 * (double) all.wrong / (double) in_count : 0.0);
   printf("spoken out-of-domain: %zu/%zu fallback (%.1f%%)\n", all.fallbacks, all.fallback_count,
          100.0 * *fallback_share);
   rc = 0;
 done:
   if (stt)
     stt->destroy(&stt);
+  free(unheard);
   free(utterances);
   media_cleanup(&media);
   return rc;
