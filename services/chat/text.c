@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Words that say nothing about the topic of a help-desk question. "help", "need"
  * and "want" are here because almost every question could carry them. */
@@ -476,4 +477,80 @@ bool text_is_follow_up(const char *text)
   }
   text_terms_clear(&words);
   return follow_up;
+}
+
+static bool is_word_byte(unsigned char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '\'';
+}
+
+/* True when text[from, to) holds a letter or digit. */
+static bool has_word(const char *text, size_t from, size_t to)
+{
+  for (size_t i = from; i < to; i++)
+    if (is_word_byte((unsigned char) text[i]) && text[i] != '\'')
+      return true;
+  return false;
+}
+
+static bool is_joining_word(const char *word, size_t length)
+{
+  static const char *const joining[] = { "and", "also", "plus" };
+  for (size_t i = 0; i < COUNT_OF(joining); i++)
+    if (length == strlen(joining[i]) && strncasecmp(word, joining[i], length) == 0)
+      return true;
+  return false;
+}
+
+/* Adds text[from, to), without the spaces and commas around it, as a part when it
+ * holds a word. */
+static int push_part(text_terms_t *parts, const char *text, size_t from, size_t to)
+{
+  if (!has_word(text, from, to))
+    return 0;
+  while (text[from] == ' ' || text[from] == ',')
+    from++;
+  while (to > from && (text[to - 1] == ' ' || text[to - 1] == ','))
+    to--;
+  char *part = strndup(text + from, to - from);
+  if (!part)
+    return -1;
+  int rc = text_terms_push(parts, part);
+  free(part);
+  return rc;
+}
+
+int text_split_questions(const char *text, text_terms_t *parts, size_t max)
+{
+  if (!text || max == 0)
+    return 0;
+  size_t length = strnlen(text, TEXT_MAX_BYTES);
+  size_t start = 0;
+  for (size_t i = 0; i < length && parts->count + 1 < max;) {
+    unsigned char c = (unsigned char) text[i];
+    if (is_word_byte(c)) {
+      size_t end = i;
+      while (end < length && is_word_byte((unsigned char) text[end]))
+        end++;
+      if (is_joining_word(text + i, end - i)) {
+        if (push_part(parts, text, start, i) < 0)
+          return -1;
+        start = end;
+      }
+      i = end;
+      continue;
+    }
+    /* A full stop ends a question, unless it is a decimal point ("2.5 kg"). */
+    bool decimal_point = c == '.' && i > 0 && i + 1 < length &&
+                         text[i - 1] >= '0' && text[i - 1] <= '9' &&
+                         text[i + 1] >= '0' && text[i + 1] <= '9';
+    if ((c == '?' || c == '!' || c == ';' || c == '.') && !decimal_point) {
+      if (push_part(parts, text, start, i) < 0)
+        return -1;
+      start = i + 1;
+    }
+    i++;
+  }
+  return push_part(parts, text, start, length);
 }

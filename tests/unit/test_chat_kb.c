@@ -129,6 +129,43 @@ static void test_fallback_outside_the_help_desk(void **state)
   assert_reply(backend, "what's the capital of france", "opening hours");
 }
 
+/* Asks `question` and checks that the reply is exactly `expected`. */
+static void assert_whole_reply(chat_backend_t *backend, const char *question, const char *expected)
+{
+  stage_error_t err = { 0 };
+  char *reply = NULL;
+  assert_int_equal(backend->reply(backend, question, NULL, 0, &reply, &err), 0);
+  assert_non_null(reply);
+  if (strcmp(reply, expected) != 0) {
+    fprintf(stderr, "question: %s\nreply:    %s\nexpected: %s\n", question, reply, expected);
+    free(reply);
+    fail();
+  }
+  free(reply);
+}
+
+#define HOURS "We're open Monday to Friday, 9 AM to 6 PM, and Saturday 10 AM to 2 PM. We're " \
+  "closed on Sundays and public holidays."
+#define LOCATION "Our store is at 42 Harbor Street, Springfield."
+#define PAYMENT "We accept Visa, Mastercard, American Express and PayPal."
+#define PARKING "There's free parking behind the building."
+
+/* Two questions in one are answered in the order asked, each once; "and" inside one
+ * question, a part that leans on the other, or two off-topic parts change nothing. */
+static void test_two_questions_in_one(void **state)
+{
+  chat_backend_t *backend = *state;
+  assert_whole_reply(backend, "When are you open and where are you located?", HOURS " " LOCATION);
+  assert_whole_reply(backend, "where's your store? also what are your hours", LOCATION " " HOURS);
+  assert_reply(backend, "can i bring my dog, and do you ship to canada", "dogs on a leash");
+  assert_reply(backend, "can i bring my dog, and do you ship to canada", "Canada, Mexico");
+  assert_whole_reply(backend, "Do you take Visa and Mastercard?", PAYMENT);
+  assert_whole_reply(backend, "is there parking and is it free", PARKING);
+  assert_whole_reply(backend, "where are you located? where are you located?", LOCATION);
+  assert_reply(backend, "what's the weather like and who won the football game", FALLBACK);
+  assert_reply(backend, "hi, when are you open? and thanks", "Monday to Friday");
+}
+
 static void test_follow_ups_use_the_previous_question(void **state)
 {
   chat_backend_t *backend = *state;
@@ -302,6 +339,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_every_fact_by_paraphrase, setup_backend, teardown_backend),
     cmocka_unit_test_setup_teardown(test_small_talk, setup_backend, teardown_backend),
     cmocka_unit_test_setup_teardown(test_fallback_outside_the_help_desk, setup_backend, teardown_backend),
+    cmocka_unit_test_setup_teardown(test_two_questions_in_one, setup_backend, teardown_backend),
     cmocka_unit_test_setup_teardown(test_follow_ups_use_the_previous_question, setup_backend, teardown_backend),
     cmocka_unit_test_setup_teardown(test_hostile_input_does_not_crash, setup_backend, teardown_backend),
     cmocka_unit_test(test_construction_errors),

@@ -106,6 +106,40 @@ static void test_follow_up_detection(void **state)
   assert_false(text_is_follow_up(NULL));
 }
 
+/* Splits `text` and checks the parts, given as one string "a|b|c". */
+static void assert_questions(const char *text, size_t max, const char *expected)
+{
+  text_terms_t parts = { 0 };
+  assert_int_equal(text_split_questions(text, &parts, max), 0);
+  char joined[512] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < parts.count; i++)
+    used += (size_t) snprintf(joined + used, sizeof joined - used, "%s%s", i ? "|" : "",
+                              parts.items[i]);
+  text_terms_clear(&parts);
+  assert_string_equal(joined, expected);
+}
+
+static void test_split_questions(void **state)
+{
+  (void) state;
+  assert_questions("When are you open and where are you?", 3, "When are you open|where are you");
+  assert_questions("Can I pay with PayPal? Also, how long does delivery take?", 3,
+                   "Can I pay with PayPal|how long does delivery take");
+  assert_questions("i forgot my password. plus i need a receipt; thanks", 4,
+                   "i forgot my password|i need a receipt|thanks");
+  /* A decimal point is no full stop; "and" inside a word is no joining word. */
+  assert_questions("Is it 2.5 kg? Andrew's brand", 3, "Is it 2.5 kg|Andrew's brand");
+  assert_questions("and on saturday?", 3, "on saturday");
+  assert_questions("what are your office hours", 3, "what are your office hours");
+  /* At most `max` parts: the rest stays with the last. */
+  assert_questions("a and b and c and d", 3, "a|b|c and d");
+  assert_questions("a and b", 1, "a and b");
+  assert_questions("", 3, "");
+  assert_questions("?! and ... ;", 3, "");
+  assert_questions(NULL, 3, "");
+}
+
 static void test_hostile_input(void **state)
 {
   (void) state;
@@ -136,6 +170,21 @@ static void test_hostile_input(void **state)
   assert_int_equal(text_terms_append(&terms, huge, TEXT_KEEP_STOP_WORDS), 0);
   assert_true(terms.count <= TEXT_MAX_BYTES / 2);
   text_terms_clear(&terms);
+
+  /* Questions too: a part is never longer than TEXT_MAX_BYTES, and there are at most
+   * `max` of them however many times "and" comes. */
+  for (size_t i = 0; i + 4 <= size; i += 4)
+    memcpy(huge + i, "and ", 4);
+  memcpy(huge, "why ", 4);
+  assert_int_equal(text_split_questions(huge, &terms, 3), 0);
+  assert_int_equal(terms.count, 1);
+  assert_string_equal(terms.items[0], "why");
+  text_terms_clear(&terms);
+  memset(huge, '?', size);
+  memcpy(huge + size - 3, "why", 3);
+  assert_int_equal(text_split_questions(huge, &terms, 3), 0);
+  assert_int_equal(terms.count, 0);             /* "why" lies past TEXT_MAX_BYTES */
+  text_terms_clear(&terms);
   free(huge);
 }
 
@@ -147,6 +196,7 @@ int main(void)
     cmocka_unit_test(test_numbers_become_words),
     cmocka_unit_test(test_synonyms_and_stop_words),
     cmocka_unit_test(test_follow_up_detection),
+    cmocka_unit_test(test_split_questions),
     cmocka_unit_test(test_hostile_input),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

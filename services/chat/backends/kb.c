@@ -1,7 +1,8 @@
 /* kb: the offline chat backend. Answers from the knowledge base (KNOWLEDGE_FILE)
  * by BM25 retrieval over each entry's phrasings and answer, with small talk, a
- * confidence threshold below which the polite fallback answers, and follow-ups
- * ("and on saturday?") read together with the previous question. */
+ * confidence threshold below which the polite fallback answers, follow-ups
+ * ("and on saturday?") read together with the previous question, and several
+ * questions in one ("when are you open and where are you?") answered in turn. */
 #include "bm25.h"
 #include "chat_backend.h"
 #include "config.h"
@@ -168,6 +169,55 @@ static int best_topic(const chat_kb_t *self, const char *question, const char *c
   return rc;
 }
 
+/* Most questions one utterance gets answers to; a person asks two, rarely three. */
+#define SEPARATE_QUESTIONS_MAX 3
+
+/* The answers to the separate questions in `question`: the entries its parts
+ * (text_split_questions) each match confidently on their own, in the order asked,
+ * each once. A part that leans on another ("... and is it free?") is no question of
+ * its own and is skipped. Returns how many (fewer than two: nothing to answer apart),
+ * or -1 when out of memory. */
+static int separate_answers(const chat_kb_t *self, const char *question,
+                            const char *answers[SEPARATE_QUESTIONS_MAX])
+{
+  text_terms_t parts = { 0 };
+  long entries[SEPARATE_QUESTIONS_MAX];
+  int found = 0;
+  int rc = text_split_questions(question, &parts, SEPARATE_QUESTIONS_MAX);
+  for (size_t i = 0; rc == 0 && parts.count > 1 && i < parts.count; i++) {
+    bm25_match_t topic;
+    if (text_is_follow_up(parts.items[i]))
+      continue;
+    rc = best_topic(self, parts.items[i], NULL, &topic);
+    if (rc < 0 || !is_confident(&topic))
+      continue;
+    bool again = false;
+    for (int j = 0; j < found; j++)
+      again = again || entries[j] == topic.entry;
+    if (!again) {
+      entries[found] = topic.entry;
+      answers[found++] = self->knowledge->entries[topic.entry].answer;
+    }
+  }
+  text_terms_clear(&parts);
+  return rc < 0 ? -1 : found;
+}
+
+/* Joins `count` answers with a space into a malloc'd reply; NULL when out of memory. */
+static char *join_answers(const char *const *answers, int count)
+{
+  size_t size = 1;
+  for (int i = 0; i < count; i++)
+    size += strlen(answers[i]) + 1;
+  char *reply = malloc(size);
+  if (!reply)
+    return NULL;
+  size_t used = 0;
+  for (int i = 0; i < count; i++)
+    used += (size_t) snprintf(reply + used, size - used, "%s%s", i ? " " : "", answers[i]);
+  return reply;
+}
+
 static const char *previous_user_turn(const chat_turn_t *history, size_t history_len)
 {
   for (size_t i = history_len; history && i > 0; i--) {
@@ -246,10 +296,13 @@ static int kb_reply(chat_backend_t *base, const char *question, const chat_turn_
 {
   chat_kb_t *self = (chat_kb_t *) base;
   kb_reload_if_changed(self);
-  const char *answer = NULL;
-  if (choose_answer(self, question ? question : "", history, history_len, &answer) < 0)
+  const char *answers[SEPARATE_QUESTIONS_MAX];
+  int separate = separate_answers(self, question ? question : "", answers);
+  if (separate < 0 ||
+      (separate < 2 &&
+       choose_answer(self, question ? question : "", history, history_len, &answers[0]) < 0))
     return stage_error_set(err, "backend_error", "Out of memory while looking up the answer.");
-  *reply = strdup(answer);
+  *reply = join_answers(answers, separate < 2 ? 1 : separate);
   if (!*reply)
     return stage_error_set(err, "backend_error", "Out of memory while copying the answer.");
   return 0;
