@@ -173,10 +173,11 @@ static int best_topic(const chat_kb_t *self, const char *question, const char *c
 #define SEPARATE_QUESTIONS_MAX 3
 
 /* The answers to the separate questions in `question`: the entries its parts
- * (text_split_questions) each match confidently on their own, in the order asked,
- * each once. A part that leans on another ("... and is it free?") is no question of
- * its own and is skipped. Returns how many (fewer than two: nothing to answer apart),
- * or -1 when out of memory. */
+ * (text_split_questions) each match confidently, in the order asked, each once. A
+ * part that leans on the one before ("how much is the pro plan and how do I cancel
+ * it") is read with it, as a follow-up is with the previous question; the first
+ * part leans on no other and is then no question of its own. Returns how many (fewer
+ * than two: nothing to answer apart), or -1 when out of memory. */
 static int separate_answers(const chat_kb_t *self, const char *question,
                             const char *answers[SEPARATE_QUESTIONS_MAX])
 {
@@ -186,9 +187,10 @@ static int separate_answers(const chat_kb_t *self, const char *question,
   int rc = text_split_questions(question, &parts, SEPARATE_QUESTIONS_MAX);
   for (size_t i = 0; rc == 0 && parts.count > 1 && i < parts.count; i++) {
     bm25_match_t topic;
-    if (text_is_follow_up(parts.items[i]))
-      continue;
-    rc = best_topic(self, parts.items[i], NULL, &topic);
+    bool leans = text_is_follow_up(parts.items[i]);
+    if (leans && i == 0)
+      continue;                 /* "is it free, and ...": it is the person's earlier topic */
+    rc = best_topic(self, parts.items[i], leans ? parts.items[i - 1] : NULL, &topic);
     if (rc < 0 || !is_confident(&topic))
       continue;
     bool again = false;
