@@ -29,7 +29,16 @@ static const char *const stop_words[] = {
  * doing today" is "how are you doing", not a question about today's hours. */
 static const char *const filler_words[] = {
   "ok", "okay", "oh", "um", "uh", "er", "erm", "hmm", "alright", "please", "actually", "today",
-  "now",
+  "now", "wonder", "wondering", "curious", "yo",
+};
+
+/* How people spell words when they type fast: "what time u open", "whats ur address". */
+static const struct {
+  const char *typed;
+  const char *word;
+} chat_spellings[] = {
+  { "u", "you" },     { "ur", "your" },   { "r", "are" },     { "pls", "please" },
+  { "plz", "please" }, { "thx", "thanks" }, { "whats", "what's" }, { "wanna", "want" },
 };
 
 /* The 500 most likely words of PocketSphinx's generic en-us language model (Debian
@@ -277,6 +286,12 @@ static int push_raw_word(text_terms_t *words, char *word)
     return 0;
   if (strspn(word, "0123456789") == length)
     return length <= 3 ? push_number_words(words, atoi(word)) : text_terms_push(words, word);
+  for (size_t i = 0; i < COUNT_OF(chat_spellings); i++)
+    if (strcmp(word, chat_spellings[i].typed) == 0) {
+      char spelt[TEXT_MAX_WORD + 1];
+      snprintf(spelt, sizeof spelt, "%s", chat_spellings[i].word);
+      return push_raw_word(words, spelt);
+    }
   if (strcmp(word, "cannot") == 0)
     return text_terms_push(words, "can") < 0 ? -1 : text_terms_push(words, "not");
 

@@ -113,6 +113,10 @@ static void test_small_talk(void **state)
   /* A greeting in front of a question does not hide the question. */
   assert_reply(backend, "hi, when are you open?", "Monday to Friday");
   assert_reply(backend, "thank you, how do I reset my password", "Forgot password");
+  /* A polite run-up, or a question typed in a hurry. */
+  assert_reply(backend, "hi there! i was wondering if you could tell me when you close today",
+               "Monday to Friday");
+  assert_reply(backend, "yo what time u open", "Monday to Friday");
 }
 
 static void test_fallback_outside_the_help_desk(void **state)

@@ -68,6 +68,13 @@ static void test_case_punctuation_and_contractions(void **state)
   assert_same_terms("Wi-Fi", "wifi");
   assert_same_terms("wi fi", "wifi");
   assert_same_terms("e-mail", "email");
+  /* Typed in a hurry; "u" only as a word of its own. */
+  assert_same_terms("yo what time r u open pls", "what time are you open");
+  assert_same_terms("whats ur address thx", "what is your address thanks");
+  assert_same_terms("I was wondering, are you open", "are you open");
+  char terms[128];
+  terms_of("umbrella", TEXT_KEEP_STOP_WORDS, terms, sizeof terms);
+  assert_string_equal(terms, "umbrella");
 }
 
 static void test_numbers_become_words(void **state)
