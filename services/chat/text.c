@@ -110,7 +110,8 @@ static const struct {
   { "come", "by", "visit" },    { "pop", "in", "visit" },     { "in", "touch", "contact" },
   { "locked", "out", "sign" },  { "get", "online", "wifi" },  { "go", "online", "wifi" },
   { "new", "year", "holiday" }, { "money", "off", "discount" }, { "file", "a", "complaint" },
-  { "sign", "up", "plan" },     { "set", "up", "book" },
+  { "sign", "up", "plan" },     { "set", "up", "book" },      { "show", "up", "arrive" },
+  { "shown", "up", "arrive" },  { "turn", "up", "arrive" },   { "turned", "up", "arrive" },
 };
 
 /* Different words people use for one topic, folded onto the word the knowledge base
@@ -158,7 +159,9 @@ static const struct {
   { "vacancies", "job" },       { "recruit", "job" },          { "employment", "job" },
   { "entrance", "access" },     { "pup", "pet" },              { "nearby", "near" },
   { "sale", "sell" },           { "received", "got" },              { "delivered", "shipping" },
-  { "mastercard", "card" },      { "debit", "credit" },
+  { "mastercard", "card" },      { "debit", "credit" },         { "cheap", "price" },
+  { "cheaper", "price" },       { "cheapest", "price" },       { "expensive", "price" },
+  { "cancellation", "cancel" }, { "break", "warranty" },
   /* what an electronics shop sells is "an item" to every policy */
   { "product", "item" },        { "headphone", "item" },       { "laptop", "item" },
   { "computer", "item" },       { "television", "item" },      { "tv", "item" },
@@ -472,11 +475,21 @@ bool text_is_common_term(const char *term)
   return false;
 }
 
-bool text_is_follow_up(const char *text)
+/* True when the words are a short question holding "it", "that", ... */
+static bool points_back(const text_terms_t *words)
 {
   /* A longer question that mentions "it" usually names its own topic as well. */
   enum { SHORT_QUESTION_WORDS = 6 };
   static const char *const pointers[] = { "it", "that", "this", "they", "them", "those" };
+  for (size_t i = 0; words->count <= SHORT_QUESTION_WORDS && i < words->count; i++)
+    for (size_t j = 0; j < COUNT_OF(pointers); j++)
+      if (strcmp(words->items[i], pointers[j]) == 0)
+        return true;
+  return false;
+}
+
+bool text_is_follow_up(const char *text)
+{
   text_terms_t words = { 0 };
   bool follow_up = false;
   if (split_words(text, &words) == 0 && words.count > 0) {
@@ -484,14 +497,19 @@ bool text_is_follow_up(const char *text)
     const char *second = words.count > 1 ? words.items[1] : "";
     follow_up = strcmp(first, "and") == 0 || strcmp(first, "also") == 0 ||
                 ((strcmp(first, "what") == 0 || strcmp(first, "how") == 0) &&
-                 strcmp(second, "about") == 0);
-    for (size_t i = 0; !follow_up && words.count <= SHORT_QUESTION_WORDS && i < words.count; i++)
-      for (size_t j = 0; j < COUNT_OF(pointers); j++)
-        if (strcmp(words.items[i], pointers[j]) == 0)
-          follow_up = true;
+                 strcmp(second, "about") == 0) ||
+                points_back(&words);
   }
   text_terms_clear(&words);
   return follow_up;
+}
+
+bool text_refers_back(const char *text)
+{
+  text_terms_t words = { 0 };
+  bool refers = split_words(text, &words) == 0 && points_back(&words);
+  text_terms_clear(&words);
+  return refers;
 }
 
 static bool is_word_byte(unsigned char c)

@@ -56,6 +56,10 @@ bool text_is_common_term(const char *term);
  * question pointing back with "it", "that", "this", "they" or "them". */
 bool text_is_follow_up(const char *text);
 
+/* True when `text` is a short question pointing back with "it", "that", "this",
+ * "they", "them" or "those" (the second half of text_is_follow_up). */
+bool text_refers_back(const char *text);
+
 /* Splits `text` into the questions it asks, for "when are you open and where are
  * you?": at "?", "!", ";", a full stop, and the joining words "and", "also",
  * "plus" (which are dropped). Each part is a copy of its stretch of `text`, at

@@ -50,6 +50,7 @@ enum { MAX_ROWS = 512, MAX_LINE = 512, SYNTH_JOBS = 2, RENDERS_PER_TEXT = 2 };
 #define SPOKEN_MIN_RIGHT 0.85
 #define OUT_OF_DOMAIN_MIN_FALLBACK 0.90
 #define COMPOUND_MIN_RIGHT 0.75
+#define CONVERSATION_MIN_RIGHT 0.80
 
 typedef struct {
   char text[MAX_LINE];
@@ -209,25 +210,31 @@ static bool same_sentence(const char *a, const char *b)
   return strcmp(x, y) == 0;
 }
 
+/* True (and says so) when the knowledge base holds `text` as a question or
+ * paraphrase. */
+static bool is_leak(const knowledge_t *kb, const char *text)
+{
+  for (size_t e = 0; e < kb->entry_count; e++) {
+    const knowledge_entry_t *entry = &kb->entries[e];
+    bool found = false;
+    for (size_t q = 0; !found && q < entry->question_count; q++)
+      found = same_sentence(text, entry->questions[q]);
+    for (size_t p = 0; !found && p < entry->paraphrase_count; p++)
+      found = same_sentence(text, entry->paraphrases[p]);
+    if (found) {
+      printf("# LEAK: \"%s\" is in the knowledge base (entry %s)\n", text, entry->id);
+      return true;
+    }
+  }
+  return false;
+}
+
 /* Counts test questions the knowledge base holds as a question or paraphrase. */
 static size_t count_leaks(const knowledge_t *kb, const rows_t *rows)
 {
   size_t leaks = 0;
   for (size_t r = 0; r < rows->count; r++)
-    for (size_t e = 0; e < kb->entry_count; e++) {
-      const knowledge_entry_t *entry = &kb->entries[e];
-      bool found = false;
-      for (size_t q = 0; !found && q < entry->question_count; q++)
-        found = same_sentence(rows->rows[r].text, entry->questions[q]);
-      for (size_t p = 0; !found && p < entry->paraphrase_count; p++)
-        found = same_sentence(rows->rows[r].text, entry->paraphrases[p]);
-      if (found) {
-        printf("# LEAK: \"%s\" is in the knowledge base (entry %s)\n", rows->rows[r].text,
-               entry->id);
-        leaks++;
-        break;
-      }
-    }
+    leaks += is_leak(kb, rows->rows[r].text);
   return leaks;
 }
 
@@ -311,6 +318,73 @@ static int eval_compound(chat_backend_t *chat, const char *fallback, const rows_
   *right_share = rows->count ? (double) right / (double) rows->count : 0.0;
   printf("typed two-in-one questions: %zu/%zu answered in full (%.1f%%)\n", right, rows->count,
          100.0 * *right_share);
+  return 0;
+}
+
+/* Whole conversations (conversations.tsv): blank-line separated sessions of
+ * "turn<TAB>fact" lines, each turn answered with the session's earlier turns, as the
+ * chat stage does. A fact of FALLBACK means the knowledge base's fallback. */
+static int eval_conversations(chat_backend_t *chat, const knowledge_t *kb, const char *path,
+                              double *right_share, size_t *leaks)
+{
+  enum { MAX_TURNS = 64 };
+  FILE *file = fopen(path, "r");
+  if (!file) {
+    fprintf(stderr, "cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  chat_turn_t history[2 * MAX_TURNS];
+  size_t history_len = 0, turns = 0, right = 0, sessions = 0;
+  char line[3 * MAX_LINE];
+  int rc = 0;
+  bool more = true;
+  while (rc == 0 && more) {
+    more = fgets(line, sizeof line, file) != NULL;
+    line[more ? strcspn(line, "\r\n") : 0] = '\0';
+    if (line[0] == '#')
+      continue;
+    if (!line[0]) {                   /* a session ends */
+      sessions += history_len > 0;
+      for (size_t i = 0; i < history_len; i++)
+        free((char *) history[i].text);
+      history_len = 0;
+      continue;
+    }
+    char *tab = strchr(line, '\t');
+    if (!tab || !tab[1] || history_len + 2 > 2 * MAX_TURNS) {
+      fprintf(stderr, "%s: bad line \"%s\"\n", path, line);
+      rc = -1;
+      break;
+    }
+    *tab = '\0';
+    const char *fact = tab + 1;
+    *leaks += is_leak(kb, line);
+    char *reply = NULL;
+    stage_error_t err = {0};
+    if (chat->reply(chat, line, history, history_len, &reply, &err) != 0) {
+      fprintf(stderr, "chat failed on \"%s\": %s\n", line, err.message);
+      rc = -1;
+      break;
+    }
+    bool ok = strcmp(fact, "FALLBACK") == 0 ? strcmp(reply, kb->fallback) == 0
+                                            : strstr(reply, fact) != NULL;
+    if (!ok)
+      printf("# conversation %zu miss: \"%s\" -> \"%.100s\"\n", sessions + 1, line, reply);
+    right += ok;
+    turns++;
+    history[history_len++] = (chat_turn_t) {"user", strdup(line)};
+    history[history_len++] = (chat_turn_t) {"assistant", reply};
+    if (!history[history_len - 2].text)
+      rc = -1;
+  }
+  for (size_t i = 0; i < history_len; i++)
+    free((char *) history[i].text);
+  fclose(file);
+  if (rc != 0)
+    return -1;
+  *right_share = turns ? (double) right / (double) turns : 0.0;
+  printf("typed conversations: %zu sessions, %zu/%zu turns answered right (%.1f%%)\n", sessions,
+         right, turns, 100.0 * *right_share);
   return 0;
 }
 
@@ -722,6 +796,14 @@ int main(void)
     goto done;
   ok = check("typed two-in-one questions answered in full", compound_right,
              COMPOUND_MIN_RIGHT, enforce) && ok;
+  double conversation_right = 0;
+  size_t conversation_leaks = 0;
+  snprintf(path, sizeof path, "%s/conversations.tsv", dir);
+  if (eval_conversations(chat, kb, path, &conversation_right, &conversation_leaks) < 0)
+    goto done;
+  ok = conversation_leaks == 0 && ok;
+  ok = check("typed conversation turns answered right", conversation_right,
+             CONVERSATION_MIN_RIGHT, enforce) && ok;
   if (spoken) {
     double spoken_right = 0, spoken_fallback = 0, wer = 1;
     if (eval_spoken(chat, kb->fallback, &in_domain, &out_of_domain, &spoken_right,

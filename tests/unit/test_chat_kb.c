@@ -112,6 +112,10 @@ static void test_small_talk(void **state)
   assert_reply(backend, "How are you doing today?", "doing great");
   /* A greeting in front of a question does not hide the question. */
   assert_reply(backend, "hi, when are you open?", "Monday to Friday");
+  /* A knowledge-base question of stop words only is found; small talk like it stays so. */
+  assert_reply(backend, "Where are you?", "42 Harbor Street");
+  assert_reply(backend, "who are you", "virtual assistant");
+  assert_reply(backend, "is there and i'm where i can really", FALLBACK); /* a lost transcript */
   assert_reply(backend, "thank you, how do I reset my password", "Forgot password");
   /* A polite run-up, or a question typed in a hurry. */
   assert_reply(backend, "hi there! i was wondering if you could tell me when you close today",
@@ -194,6 +198,37 @@ static void test_follow_ups_use_the_previous_question(void **state)
 
   const chat_turn_t about_shipping[] = { { "user", "do you ship to canada" } };
   assert_reply_with_history(backend, about_shipping, 1, "how long does it take", "7 to 14 days");
+
+  /* A follow-up to a follow-up still knows the topic: the previous reply's entry. */
+  const char *const abroad = "We ship to Canada, Mexico and the European Union. International "
+                             "orders arrive in 7 to 14 days.";
+  const chat_turn_t about_germany[] = {
+    { "user", "do you ship to germany" }, { "assistant", abroad },
+    { "user", "how long does that take" }, { "assistant", abroad },
+  };
+  assert_reply_with_history(backend, about_germany, 4, "is it free", "free on orders over 50");
+  const char *const returns = "You can return unused items within 30 days. We'll email you a "
+                              "free return label so shipping it back costs nothing.";
+  const chat_turn_t about_the_label[] = {
+    { "user", "i want to return a laptop" }, { "assistant", returns },
+    { "user", "how do i get the label" }, { "assistant", returns },
+  };
+  assert_reply_with_history(backend, about_the_label, 4, "and is that free", "costs nothing");
+  /* One topic word, just after a topic, is read with it; none is never given it. */
+  const chat_turn_t about_returns[] = {
+    { "user", "can i send back something i bought" },
+    { "assistant", returns },
+  };
+  assert_reply_with_history(backend, about_returns, 2, "how many days do i have", "30 days");
+  assert_reply_with_history(backend, about_returns, 2, "ok, thanks", "You're welcome");
+  /* "and" in front of a whole question of its own does not make it the old topic's. */
+  const chat_turn_t about_password[] = {
+    { "user", "i'm locked out" },
+    { "assistant", "Click the Forgot password link on the sign-in page and we'll email you a "
+                   "reset link. The link is valid for 24 hours." },
+  };
+  assert_reply_with_history(backend, about_password, 2, "and how do i change my email",
+                            "Account settings");
 
   /* A full question of its own is not pulled back to the previous topic. */
   assert_reply_with_history(backend, about_hours, 2, "can I bring my dog", "leash");

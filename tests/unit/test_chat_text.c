@@ -111,6 +111,10 @@ static void test_follow_up_detection(void **state)
   assert_false(text_is_follow_up("can I return it if I bought it online last month and never opened it"));
   assert_false(text_is_follow_up(""));
   assert_false(text_is_follow_up(NULL));
+  assert_true(text_refers_back("how much is it"));
+  assert_false(text_refers_back("and on saturday?"));
+  assert_false(text_refers_back("can I return it if I bought it online last month"));
+  assert_false(text_refers_back(NULL));
 }
 
 /* Splits `text` and checks the parts, given as one string "a|b|c". */

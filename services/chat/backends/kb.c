@@ -28,8 +28,10 @@
 #define SMALL_TALK_MIN_COVERAGE 0.5
 /* An answer mentions many things in passing; its words count less than a phrasing's. */
 #define ANSWER_WEIGHT 0.5
-/* Words borrowed from the previous question count half, so the new words decide. */
+/* Words borrowed from the previous question count half, so the new words decide; the
+ * words of the topic the previous reply came from count a quarter. */
 #define CONTEXT_WEIGHT 0.5
+#define TOPIC_CONTEXT_WEIGHT 0.25
 
 typedef struct {
   chat_backend_t base;          /* first, so a chat_backend_t * is a chat_kb_t * */
@@ -94,15 +96,16 @@ static double unknown_term_share(const chat_kb_t *self, const bm25_index_t *inde
   return COMMON_UNKNOWN_WEIGHT;
 }
 
-/* Adds the terms of `text` for a search of `index`. For topics, words only small
- * talk knows ("hello", "thanks") are left out: they say nothing about the topic
- * and would read as unknown words, hiding a real question behind a greeting. */
-static int query_add_text(const chat_kb_t *self, query_t *query, const char *text,
-                          const bm25_index_t *index, double weight)
+/* Adds the terms of `text` for a search of `index` (`mode` says whether stop words
+ * stay). For topics, words only small talk knows ("hello", "thanks") are left out:
+ * they say nothing about the topic and would read as unknown words, hiding a real
+ * question behind a greeting. */
+static int query_add_terms(const chat_kb_t *self, query_t *query, const char *text,
+                           const bm25_index_t *index, double weight, text_mode_t mode)
 {
   bool for_topics = index == self->topics;
   text_terms_t terms = { 0 };
-  int rc = text_terms_append(&terms, text, for_topics ? TEXT_DROP_STOP_WORDS : TEXT_KEEP_STOP_WORDS);
+  int rc = text_terms_append(&terms, text, mode);
   for (size_t i = 0; rc == 0 && i < terms.count; i++) {
     const char *term = terms.items[i];
     if (text_terms_contains(&self->assistant_name, term))
@@ -114,6 +117,15 @@ static int query_add_text(const chat_kb_t *self, query_t *query, const char *tex
   }
   text_terms_clear(&terms);
   return rc;
+}
+
+/* query_add_terms with the index's own mode: topics without stop words, small talk
+ * with them. */
+static int query_add_text(const chat_kb_t *self, query_t *query, const char *text,
+                          const bm25_index_t *index, double weight)
+{
+  return query_add_terms(self, query, text, index, weight,
+                         index == self->topics ? TEXT_DROP_STOP_WORDS : TEXT_KEEP_STOP_WORDS);
 }
 
 /* Best entry of `index` for `question`, optionally read with `context` (an earlier
@@ -140,22 +152,34 @@ static bool is_confident(const bm25_match_t *match)
 /* How many of the best-scoring topics are considered, and how close to the best one
  * a confident runner-up must score to answer instead of it. */
 #define TOPIC_CANDIDATES 4
+/* Longest question of stop words only that is looked up by them. */
+#define STOP_WORD_QUESTION_MAX_WORDS 4
 #define RUNNER_UP_MIN_SHARE 0.75
 
-/* The best topic for `question` (with `context` at CONTEXT_WEIGHT), preferring a
- * confident one: entries with many paraphrases share words, and a sibling topic
- * ("are you open on saturday") can edge ahead on a plain "what are your hours" while
- * matching none of its phrasings well. A confident entry scoring close to the best
- * answers instead. */
+/* The best topic for `question` (with `context` at CONTEXT_WEIGHT and `topic_context`
+ * at TOPIC_CONTEXT_WEIGHT, both optional), preferring a confident one: entries with
+ * many paraphrases share words, and a sibling topic ("are you open on saturday") can
+ * edge ahead on a plain "what are your hours" while matching none of its phrasings
+ * well. A confident entry scoring close to the best answers instead. */
 static int best_topic(const chat_kb_t *self, const char *question, const char *context,
-                      bm25_match_t *match)
+                      const char *topic_context, bm25_match_t *match)
 {
   query_t query = { 0 };
   bm25_match_t top[TOPIC_CANDIDATES];
   size_t found = 0;
   int rc = query_add_text(self, &query, question, self->topics, 1.0);
+  /* A short question of stop words only ("where are you") is looked up with them, as
+   * such phrasings are indexed (phrasing_terms); a longer run of them is more likely a
+   * transcript that lost its words ("is there and i'm where i can really"). */
+  if (rc == 0 && query.count == 0) {
+    rc = query_add_terms(self, &query, question, self->topics, 1.0, TEXT_KEEP_STOP_WORDS);
+    if (query.count > STOP_WORD_QUESTION_MAX_WORDS)
+      query_clear(&query);
+  }
   if (rc == 0 && context)
     rc = query_add_text(self, &query, context, self->topics, CONTEXT_WEIGHT);
+  if (rc == 0 && topic_context)
+    rc = query_add_text(self, &query, topic_context, self->topics, TOPIC_CONTEXT_WEIGHT);
   if (rc == 0)
     rc = bm25_index_top(self->topics, query.items, query.count, self->knowledge->entry_count,
                         ANSWER_WEIGHT, top, TOPIC_CANDIDATES, &found);
@@ -190,7 +214,7 @@ static int separate_answers(const chat_kb_t *self, const char *question,
     bool leans = text_is_follow_up(parts.items[i]);
     if (leans && i == 0)
       continue;                 /* "is it free, and ...": it is the person's earlier topic */
-    rc = best_topic(self, parts.items[i], leans ? parts.items[i - 1] : NULL, &topic);
+    rc = best_topic(self, parts.items[i], leans ? parts.items[i - 1] : NULL, NULL, &topic);
     if (rc < 0 || !is_confident(&topic))
       continue;
     bool again = false;
@@ -220,14 +244,47 @@ static char *join_answers(const char *const *answers, int count)
   return reply;
 }
 
-static const char *previous_user_turn(const chat_turn_t *history, size_t history_len)
+static const char *previous_turn(const chat_turn_t *history, size_t history_len, const char *role)
 {
   for (size_t i = history_len; history && i > 0; i--) {
     const chat_turn_t *turn = &history[i - 1];
-    if (turn->role && turn->text && strcmp(turn->role, "user") == 0)
+    if (turn->role && turn->text && strcmp(turn->role, role) == 0)
       return turn->text;
   }
   return NULL;
+}
+
+static const char *previous_user_turn(const chat_turn_t *history, size_t history_len)
+{
+  return previous_turn(history, history_len, "user");
+}
+
+/* The entry the previous reply answered from (the last one it holds, for a reply to
+ * several questions), or -1: a follow-up to a follow-up ("do you ship to germany",
+ * "how long does that take", "is it free") still knows the topic. */
+static long previous_topic(const chat_kb_t *self, const chat_turn_t *history, size_t history_len)
+{
+  const char *reply = previous_turn(history, history_len, "assistant");
+  long topic = -1;
+  const char *latest = NULL;
+  for (size_t e = 0; reply && e < self->knowledge->entry_count; e++) {
+    const char *found = strstr(reply, self->knowledge->entries[e].answer);
+    if (found && (!latest || found > latest)) {
+      latest = found;
+      topic = (long) e;
+    }
+  }
+  return topic;
+}
+
+/* How many words of `question` say something about a topic (stop words, small talk
+ * and the assistant's name say nothing). */
+static size_t topic_term_count(const chat_kb_t *self, const char *question)
+{
+  query_t query = { 0 };
+  size_t count = query_add_text(self, &query, question, self->topics, 1.0) == 0 ? query.count : 0;
+  query_clear(&query);
+  return count;
 }
 
 /* Picks the answer text (owned by the knowledge base) for `question`. */
@@ -243,12 +300,22 @@ static int choose_answer(const chat_kb_t *self, const char *question, const chat
     *answer = knowledge->small_talk[small_talk.entry].answer;
     return 0;
   }
-  if (best_topic(self, question, NULL, &topic) < 0)
+  if (best_topic(self, question, NULL, NULL, &topic) < 0)
     return -1;
+  /* A question is read with the conversation (the previous question, and the topic
+   * the previous reply came from) when it points back ("how long does that take"),
+   * alone fits no topic, or has a single topic word ("and on saturday", "how many
+   * days do i have" just after returns). One with no topic word of its own ("ok,
+   * thanks") is never given the previous topic. */
   const char *previous = previous_user_turn(history, history_len);
-  if (previous && (!is_confident(&topic) || text_is_follow_up(question))) {
+  size_t own_terms = previous ? topic_term_count(self, question) : 0;
+  if (own_terms > 0 &&
+      (!is_confident(&topic) || text_refers_back(question) || own_terms == 1)) {
+    long previous_entry = previous_topic(self, history, history_len);
+    const char *topic_question =
+      previous_entry >= 0 ? self->knowledge->entries[previous_entry].questions[0] : NULL;
     bm25_match_t in_context;
-    if (best_topic(self, question, previous, &in_context) < 0)
+    if (best_topic(self, question, previous, topic_question, &in_context) < 0)
       return -1;
     if (is_confident(&in_context))
       topic = in_context;
@@ -325,6 +392,17 @@ static void kb_destroy(chat_backend_t **self_p)
 }
 
 /* Indexes every phrasing of `entries` (and, when `with_answers`, every answer). */
+/* The terms a phrasing is indexed by in `mode`: a phrasing of stop words only ("where
+ * are you") keeps them, or it could never be found (best_topic looks such questions
+ * up the same way). Returns 0 or -1. */
+static int phrasing_terms(const char *phrasing, text_mode_t mode, text_terms_t *terms)
+{
+  int rc = text_terms_append(terms, phrasing, mode);
+  if (rc == 0 && terms->count == 0 && mode == TEXT_DROP_STOP_WORDS)
+    rc = text_terms_append(terms, phrasing, TEXT_KEEP_STOP_WORDS);
+  return rc;
+}
+
 static int index_entries(bm25_index_t *index, const knowledge_entry_t *entries, size_t count,
                          text_mode_t mode, bool with_answers)
 {
@@ -335,7 +413,8 @@ static int index_entries(bm25_index_t *index, const knowledge_entry_t *entries, 
       if (is_answer && !with_answers)
         break;
       text_terms_t terms = { 0 };
-      rc = text_terms_append(&terms, is_answer ? entries[e].answer : entries[e].questions[q], mode);
+      rc = is_answer ? text_terms_append(&terms, entries[e].answer, mode)
+                     : phrasing_terms(entries[e].questions[q], mode, &terms);
       if (rc == 0)
         rc = bm25_index_add(index, e, is_answer, &terms);
       text_terms_clear(&terms);
@@ -369,7 +448,7 @@ static int index_paraphrases(bm25_index_t *index, const knowledge_entry_t *entri
     for (size_t p = 0; rc == 0 && p < entries[e].paraphrase_count; p++) {
       text_terms_t terms = { 0 };
       char joined[TEXT_MAX_BYTES];
-      rc = text_terms_append(&terms, entries[e].paraphrases[p], TEXT_DROP_STOP_WORDS);
+      rc = phrasing_terms(entries[e].paraphrases[p], TEXT_DROP_STOP_WORDS, &terms);
       bool fits = rc == 0 && join_terms(&terms, joined, sizeof joined);
       if (fits && !text_terms_contains(&seen, joined)) {
         rc = text_terms_push(&seen, joined);
