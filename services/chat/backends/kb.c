@@ -152,9 +152,9 @@ static bool is_confident(const bm25_match_t *match)
 /* How many of the best-scoring topics are considered, and how close to the best one
  * a confident runner-up must score to answer instead of it. */
 #define TOPIC_CANDIDATES 4
+#define RUNNER_UP_MIN_SHARE 0.75
 /* Longest question of stop words only that is looked up by them. */
 #define STOP_WORD_QUESTION_MAX_WORDS 4
-#define RUNNER_UP_MIN_SHARE 0.75
 
 /* The best topic for `question` (with `context` at CONTEXT_WEIGHT and `topic_context`
  * at TOPIC_CONTEXT_WEIGHT, both optional), preferring a confident one: entries with
@@ -391,7 +391,6 @@ static void kb_destroy(chat_backend_t **self_p)
   *self_p = NULL;
 }
 
-/* Indexes every phrasing of `entries` (and, when `with_answers`, every answer). */
 /* The terms a phrasing is indexed by in `mode`: a phrasing of stop words only ("where
  * are you") keeps them, or it could never be found (best_topic looks such questions
  * up the same way). Returns 0 or -1. */
@@ -403,6 +402,7 @@ static int phrasing_terms(const char *phrasing, text_mode_t mode, text_terms_t *
   return rc;
 }
 
+/* Indexes every phrasing of `entries` (and, when `with_answers`, every answer). */
 static int index_entries(bm25_index_t *index, const knowledge_entry_t *entries, size_t count,
                          text_mode_t mode, bool with_answers)
 {
