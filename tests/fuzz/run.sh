@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$here/../.." && pwd)
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
-FUZZ_TARGETS=${FUZZ_TARGETS:-"http broker messages audio knowledge"}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"http broker messages audio knowledge questions"}
 
 export CC=clang
 ensure_build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
