@@ -559,8 +559,8 @@ int text_split_questions(const char *text, text_terms_t *parts, size_t max)
   if (!text || max == 0)
     return 0;
   size_t length = strnlen(text, TEXT_MAX_BYTES);
-  size_t start = 0;
-  for (size_t i = 0; i < length && parts->count + 1 < max;) {
+  size_t start = 0, before = parts->count;
+  for (size_t i = 0; i < length && parts->count - before + 1 < max;) {
     unsigned char c = (unsigned char) text[i];
     if (is_word_byte(c)) {
       size_t end = i;

@@ -62,9 +62,9 @@ bool text_refers_back(const char *text);
 
 /* Splits `text` into the questions it asks, for "when are you open and where are
  * you?": at "?", "!", ";", a full stop, and the joining words "and", "also",
- * "plus" (which are dropped). Each part is a copy of its stretch of `text`, at
- * most `max` parts (the rest joins the last); stretches without a letter or digit
- * are left out. Returns 0, or -1 when out of memory (`parts` then still needs
+ * "plus" (which are dropped). Each part is a copy of its stretch of `text`, added
+ * to `parts`, at most `max` of them (the rest joins the last); stretches without a
+ * letter or digit are left out. Returns 0, or -1 when out of memory (`parts` then still needs
  * text_terms_clear). */
 int text_split_questions(const char *text, text_terms_t *parts, size_t max);
 
