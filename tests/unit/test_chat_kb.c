@@ -108,6 +108,10 @@ static void test_small_talk(void **state)
   assert_reply(backend, "Good morning", "How can I help you today?");
   assert_reply(backend, "thanks so much", "You're welcome");
   assert_reply(backend, "ok bye", "Goodbye");
+  /* Small talk answers the last thing said. */
+  assert_reply(backend, "ok thanks, bye", "Goodbye");
+  assert_reply(backend, "hi, how are you?", "doing great");
+  assert_reply(backend, "bye, thanks", "You're welcome");
   assert_reply(backend, "who are you?", "virtual assistant");
   assert_reply(backend, "How are you doing today?", "doing great");
   /* A greeting in front of a question does not hide the question. */

@@ -153,8 +153,10 @@ static bool is_confident(const bm25_match_t *match)
  * a confident runner-up must score to answer instead of it. */
 #define TOPIC_CANDIDATES 4
 #define RUNNER_UP_MIN_SHARE 0.75
-/* Longest question of stop words only that is looked up by them. */
+/* Longest question of stop words only that is looked up by them, and the share of a
+ * phrasing it must hold (all of it, give or take rounding). */
 #define STOP_WORD_QUESTION_MAX_WORDS 4
+#define WHOLE_PHRASING 0.999
 
 /* The best topic for `question` (with `context` at CONTEXT_WEIGHT and `topic_context`
  * at TOPIC_CONTEXT_WEIGHT, both optional), preferring a confident one: entries with
@@ -169,12 +171,15 @@ static int best_topic(const chat_kb_t *self, const char *question, const char *c
   size_t found = 0;
   int rc = query_add_text(self, &query, question, self->topics, 1.0);
   /* A short question of stop words only ("where are you") is looked up with them, as
-   * such phrasings are indexed (phrasing_terms); a longer run of them is more likely a
+   * such phrasings are indexed (phrasing_terms), and must hold one of them whole:
+   * "how are you" is not "where are you". A longer run of them is more likely a
    * transcript that lost its words ("is there and i'm where i can really"). */
+  bool stop_words_only = false;
   if (rc == 0 && query.count == 0) {
     rc = query_add_terms(self, &query, question, self->topics, 1.0, TEXT_KEEP_STOP_WORDS);
     if (query.count > STOP_WORD_QUESTION_MAX_WORDS)
       query_clear(&query);
+    stop_words_only = true;
   }
   if (rc == 0 && context)
     rc = query_add_text(self, &query, context, self->topics, CONTEXT_WEIGHT);
@@ -190,6 +195,8 @@ static int best_topic(const chat_kb_t *self, const char *question, const char *c
       *match = top[i];
       break;
     }
+  if (stop_words_only && match->phrasing_coverage < WHOLE_PHRASING)
+    *match = (bm25_match_t) { .entry = -1 };
   return rc;
 }
 
@@ -287,6 +294,27 @@ static size_t topic_term_count(const chat_kb_t *self, const char *question)
   return count;
 }
 
+/* Small talk answers the last thing said: "ok thanks, bye" is a goodbye, "hi, how are
+ * you" asks after the assistant. Replaces *match with the small talk of the
+ * utterance's last clause (after its last joining word, full stop or comma) when
+ * that clause alone is plainly small talk. Returns 0 or -1. */
+static int small_talk_said_last(const chat_kb_t *self, const char *question, bm25_match_t *match)
+{
+  text_terms_t parts = { 0 };
+  int rc = text_split_questions(question, &parts, SEPARATE_QUESTIONS_MAX);
+  if (rc == 0 && parts.count > 0) {
+    const char *last = parts.items[parts.count - 1];
+    const char *comma = strrchr(last, ',');
+    bm25_match_t said_last;
+    rc = best_match(self, self->small_talk, self->knowledge->small_talk_count,
+                    comma ? comma + 1 : last, NULL, &said_last);
+    if (rc == 0 && said_last.entry >= 0 && said_last.coverage >= SMALL_TALK_SURE_COVERAGE)
+      *match = said_last;
+  }
+  text_terms_clear(&parts);
+  return rc;
+}
+
 /* Picks the answer text (owned by the knowledge base) for `question`. */
 static int choose_answer(const chat_kb_t *self, const char *question, const chat_turn_t *history,
                          size_t history_len, const char **answer)
@@ -297,6 +325,8 @@ static int choose_answer(const chat_kb_t *self, const char *question, const chat
                  &small_talk) < 0)
     return -1;
   if (small_talk.entry >= 0 && small_talk.coverage >= SMALL_TALK_SURE_COVERAGE) {
+    if (small_talk_said_last(self, question, &small_talk) < 0)
+      return -1;
     *answer = knowledge->small_talk[small_talk.entry].answer;
     return 0;
   }
@@ -320,12 +350,15 @@ static int choose_answer(const chat_kb_t *self, const char *question, const chat
     if (is_confident(&in_context))
       topic = in_context;
   }
-  if (is_confident(&topic))
+  if (is_confident(&topic)) {
     *answer = knowledge->entries[topic.entry].answer;
-  else if (small_talk.entry >= 0 && small_talk.coverage >= SMALL_TALK_MIN_COVERAGE)
+  } else if (small_talk.entry >= 0 && small_talk.coverage >= SMALL_TALK_MIN_COVERAGE) {
+    if (small_talk_said_last(self, question, &small_talk) < 0)
+      return -1;
     *answer = knowledge->small_talk[small_talk.entry].answer;
-  else
+  } else {
     *answer = knowledge->fallback;
+  }
   return 0;
 }
 
