@@ -127,6 +127,15 @@ result=$(poll "$typed")
 check "typed job ends done with a video" test "$(printf '%s' "$result" | jq -r '.state + " " + (.video_url | tostring)' | cut -c1-12)" = "done /media/"
 case $(printf '%s' "$result" | jq -r .reply) in *"10 percent"*) ok "typed reply gives the discount" ;; *) not_ok "typed reply gives the discount" "$result" ;; esac
 
+# --- two questions in one: both answered, in the order asked, sentence by sentence ---
+both=$(poll "$(ask "When are you open and where is your store?" | jq -r .job_id)")
+case $(printf '%s' "$both" | jq -r .reply) in
+  *"9 AM to 6 PM"*"42 Harbor Street"*) ok "two questions in one get both answers in order" ;;
+  *) not_ok "two questions in one get both answers in order" "$both" ;;
+esac
+check "the two answers are streamed as their sentences ($(printf '%s' "$both" | jq .segment_count))" \
+  test "$(printf '%s' "$both" | jq '[.segments[] | select(.video_url != null)] | length')" -ge 3
+
 # --- the same reply again comes from the answer cache ------------------------------
 first_video=$(printf '%s' "$result" | jq -r .video_url)
 again=$(curl -s -X POST "$BASE/api/ask" -H 'Content-Type: application/json' \
