@@ -206,9 +206,8 @@ static int best_topic(const chat_kb_t *self, const char *question, const char *c
 /* The answers to the separate questions in `question`: the entries its parts
  * (text_split_questions) each match confidently, in the order asked, each once. A
  * part that leans on the one before ("how much is the pro plan and how do I cancel
- * it") is read with it, as a follow-up is with the previous question; the first
- * part leans on no other and is then no question of its own. Returns how many (fewer
- * than two: nothing to answer apart), or -1 when out of memory. */
+ * it") is read with it, as a follow-up is with the previous question. Returns how
+ * many (fewer than two: nothing to answer apart), or -1 when out of memory. */
 static int separate_answers(const chat_kb_t *self, const char *question,
                             const char *answers[SEPARATE_QUESTIONS_MAX])
 {
@@ -219,10 +218,13 @@ static int separate_answers(const chat_kb_t *self, const char *question,
   for (size_t i = 0; rc == 0 && parts.count > 1 && i < parts.count; i++) {
     bm25_match_t topic;
     bool leans = text_is_follow_up(parts.items[i]);
-    if (leans && i == 0)
-      continue;                 /* "is it free, and ...": it is the person's earlier topic */
-    rc = best_topic(self, parts.items[i], leans ? parts.items[i - 1] : NULL, NULL, &topic);
-    if (rc < 0 || !is_confident(&topic))
+    rc = best_topic(self, parts.items[i], leans && i > 0 ? parts.items[i - 1] : NULL, NULL,
+                    &topic);
+    /* A first part that leans on nothing before it ("is it free, and ...") is about
+     * the person's earlier topic, unless it says one of the entry's phrasings whole
+     * (a recognizer's stray "it": "when are you open it and ..."). */
+    bool unmoored = leans && i == 0 && topic.phrasing_coverage < WHOLE_PHRASING;
+    if (rc < 0 || !is_confident(&topic) || unmoored)
       continue;
     bool again = false;
     for (int j = 0; j < found; j++)
