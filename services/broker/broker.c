@@ -890,6 +890,8 @@ static void on_info(broker_t *self, zframe_t *identity)
       queued_bytes += zframe_size(entry->payload);
     cJSON_AddNumberToObject(item, "queued_bytes", (double) queued_bytes);
     cJSON_AddNumberToObject(item, "in_flight", (double) in_flight);
+    /* Jobs whose later entries may go side by side here (bounded by STARTED_MAX). */
+    cJSON_AddNumberToObject(item, "started_jobs", (double) job_set_size(stage->started));
     if (strcmp(stage->name, AVP_STATUS_STAGE) != 0)
       cJSON_AddNumberToObject(item, "service_ms", stage->service.average_ms);
   }

@@ -273,6 +273,7 @@ static void test_later_entries_of_a_job_side_by_side(void **state)
   free(payload);
   send_frames(second, AVP_READY, "avatar", "1", NULL);
   assert_true(quiet_for(second, 300));        /* sentence 1 waits for sentence 0 */
+  assert_int_equal(wait_info(producer, "stages", "avatar", "started_jobs", 0), 0);
   send_frames(first, AVP_DONE, "avatar", "long", NULL);
   payload = expect_job(second, "avatar", "long", "1");
   assert_string_equal(payload, "sentence 1");
@@ -280,6 +281,7 @@ static void test_later_entries_of_a_job_side_by_side(void **state)
   payload = expect_job(first, "avatar", "long", "1"); /* while second holds sentence 1 */
   assert_string_equal(payload, "sentence 2");
   free(payload);
+  assert_int_equal(wait_info(producer, "stages", "avatar", "started_jobs", 1), 1);
   zsock_destroy(&producer);
   zsock_destroy(&tts);
   zsock_destroy(&first);
