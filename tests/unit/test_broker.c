@@ -247,9 +247,21 @@ static void test_one_job_per_idle_worker(void **state)
   zsock_destroy(&worker);
 }
 
-/* A job's first entry at a stage goes alone: with two avatar workers, a streamed
- * answer's second sentence waits for its first while another job's entry takes the
- * other worker. */
+/* The ready tts worker `tts` takes job `job_id` and hands its `count` sentences on to
+ * avatar, the last with its DONE, as a streamed answer goes. */
+static void stream_sentences(zsock_t *producer, zsock_t *tts, const char *job_id,
+                             const char *const *sentences, size_t count)
+{
+  submit(producer, "tts", job_id, "reply");
+  expect_ack(producer, job_id);
+  free(expect_job(tts, "tts", job_id, "1"));
+  char deadline[32];
+  snprintf(deadline, sizeof deadline, "%s", deadline_in(10000));
+  for (size_t i = 0; i < count; i++)
+    send_frames(tts, i + 1 < count ? AVP_PARTIAL : AVP_DONE, "tts", job_id, "avatar", deadline,
+                sentences[i], NULL);
+}
+
 /* Once a stage has finished a job's first entry, the job's later entries spread over
  * its free workers: sentences 1 and 2 render side by side after sentence 0. */
 static void test_later_entries_of_a_job_side_by_side(void **state)
@@ -257,14 +269,8 @@ static void test_later_entries_of_a_job_side_by_side(void **state)
   fixture_t *f = *state;
   zsock_t *producer = peer_new(f), *tts = peer_new(f), *first = peer_new(f), *second = peer_new(f);
   send_frames(tts, AVP_READY, "tts", "1", NULL);
-  submit(producer, "tts", "long", "reply");
-  expect_ack(producer, "long");
-  free(expect_job(tts, "tts", "long", "1"));
-  char deadline[32];
-  snprintf(deadline, sizeof deadline, "%s", deadline_in(10000));
-  send_frames(tts, AVP_PARTIAL, "tts", "long", "avatar", deadline, "sentence 0", NULL);
-  send_frames(tts, AVP_PARTIAL, "tts", "long", "avatar", deadline, "sentence 1", NULL);
-  send_frames(tts, AVP_DONE, "tts", "long", "avatar", deadline, "sentence 2", NULL);
+  const char *const sentences[] = {"sentence 0", "sentence 1", "sentence 2"};
+  stream_sentences(producer, tts, "long", sentences, 3);
   assert_int_equal(wait_info(producer, "stages", "avatar", "queued", 3), 3);
 
   send_frames(first, AVP_READY, "avatar", "1", NULL);
@@ -288,23 +294,17 @@ static void test_later_entries_of_a_job_side_by_side(void **state)
   zsock_destroy(&second);
 }
 
+/* A job's first entry at a stage goes alone: with two avatar workers, a streamed
+ * answer's second sentence waits for its first while another job's entry takes the
+ * other worker. */
 static void test_one_entry_of_a_job_at_a_time(void **state)
 {
   fixture_t *f = *state;
   zsock_t *producer = peer_new(f), *tts = peer_new(f), *first = peer_new(f), *second = peer_new(f);
   send_frames(tts, AVP_READY, "tts", "1", NULL);
-  submit(producer, "tts", "long", "reply");
-  expect_ack(producer, "long");
-  free(expect_job(tts, "tts", "long", "1"));
-  char deadline[32];
-  snprintf(deadline, sizeof deadline, "%s", deadline_in(10000));
-  send_frames(tts, AVP_PARTIAL, "tts", "long", "avatar", deadline, "sentence 0", NULL);
-  send_frames(tts, AVP_PARTIAL, "tts", "long", "avatar", deadline, "sentence 1", NULL);
-  send_frames(tts, AVP_DONE, "tts", "long", NULL);
-  submit(producer, "tts", "other", "reply");
-  expect_ack(producer, "other");
-  free(expect_job(tts, "tts", "other", "1"));
-  send_frames(tts, AVP_DONE, "tts", "other", "avatar", deadline, "other sentence", NULL);
+  const char *const sentences[] = {"sentence 0", "sentence 1"}, *const other[] = {"other sentence"};
+  stream_sentences(producer, tts, "long", sentences, 2);
+  stream_sentences(producer, tts, "other", other, 1);
   assert_int_equal(wait_info(producer, "stages", "avatar", "queued", 3), 3);
 
   send_frames(first, AVP_READY, "avatar", "1", NULL);
